@@ -1,0 +1,111 @@
+#pragma once
+// The compressor contract (DESIGN.md §4).
+//
+// A Compressor is immutable, built from a spec, and thread-safe; it makes one
+// CacheState per block (one layer, one kv head). A CacheState is fed exactly as
+// an inference engine would: the prompt at once (prefill), then one token at a
+// time (append). At any point it reconstructs the cache and reports its exact
+// size. States are single-threaded and deterministic: any randomness comes from
+// Rng::for_block(ctx.seed, ctx.layer, ctx.kv_head, ...).
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvlab/core/bit_count.hpp"
+#include "kvlab/core/rope.hpp"
+#include "kvlab/core/types.hpp"
+
+namespace kvlab {
+
+// Per-layer data a compressor derives from the whole layer before any block is
+// replayed (e.g. KVQuant's k-means levels). Computed once, single-threaded.
+struct LayerCalibration {
+  virtual ~LayerCalibration() = default;
+};
+
+// The recorded tensors of one layer, as handed to Compressor::calibrate.
+struct LayerView {
+  std::span<const Matrix> keys;     // num_kv_heads × [T × d]
+  std::span<const Matrix> values;   // num_kv_heads × [T × d]
+  std::span<const Matrix> queries;  // num_heads × [T × d]; empty if the dump has none
+};
+
+struct BlockContext {
+  int layer = 0;
+  int num_layers = 1;
+  int kv_head = 0;
+  int num_kv_heads = 1;
+  int head_dim = 0;
+  int group_size = 1;   // query heads per kv head (GQA)
+  int prompt_len = 0;   // tokens given to prefill
+  int max_tokens = 0;   // tokens that will be fed in total (capacity hint)
+  std::uint64_t seed = 0;
+  std::optional<RopeInfo> rope;                          // from the dump, if recorded
+  std::shared_ptr<const LayerCalibration> calibration;   // from Compressor::calibrate
+};
+
+// Queries of the block's GQA group for a range of positions: heads[j] is
+// [n × d] for query head j of the group (n = P at prefill, 1 at append).
+// Empty when the dump has no queries.
+using QueryGroup = std::vector<ConstMatrixRef>;
+
+// The current reconstruction: rows [0, t) of K̂ and V̂ ([t × d]); rows of
+// absent (evicted) tokens are zero. `present` is null when every token is present.
+struct CacheView {
+  ConstMatrixRef keys;
+  ConstMatrixRef values;
+  const PresentMask* present = nullptr;
+
+  int tokens() const { return static_cast<int>(keys.rows()); }
+  bool is_present(int i) const { return present == nullptr || (*present)[i] != 0; }
+};
+
+class CacheState {
+ public:
+  virtual ~CacheState() = default;
+
+  // K, V: [P × d] for positions [0, P); q: the group's prompt queries.
+  virtual void prefill(ConstMatrixRef keys, ConstMatrixRef values, const QueryGroup& q) = 0;
+  // One decode token at position size(): k, v: [1 × d]; q: the group's queries [1 × d].
+  virtual void append(ConstRowRef key, ConstRowRef value, const QueryGroup& q) = 0;
+
+  virtual int size() const = 0;  // positions fed so far
+  virtual CacheView view() const = 0;
+  virtual BitCount bits() const = 0;  // exact, for the cache as it is now
+
+  // Attention logits q·K̂ᵀ (unscaled) over positions [0, size()) into `out`
+  // (size()); values at absent positions are ignored by the caller. Methods
+  // that store no reconstructible keys (QJL) override this with their estimator.
+  virtual void key_logits(ConstRowRef q, Eigen::Ref<RowVector> out) const;
+  virtual bool keys_reconstructible() const { return true; }
+};
+
+class Compressor {
+ public:
+  virtual ~Compressor() = default;
+
+  const std::string& method() const { return method_; }
+  const std::string& spec() const { return spec_; }  // canonical, round-trippable
+
+  virtual std::unique_ptr<CacheState> new_state(const BlockContext& ctx) const = 0;
+  virtual std::shared_ptr<const LayerCalibration> calibrate(const LayerView& /*layer*/,
+                                                            const BlockContext& /*ctx*/) const {
+    return nullptr;
+  }
+  virtual bool needs_queries() const { return false; }  // score-based methods (H2O, SnapKV)
+  virtual bool needs_rope() const { return false; }      // methods that undo RoPE (KVQuant)
+
+  // Set by the registry after construction.
+  void set_identity(std::string method, std::string spec) {
+    method_ = std::move(method);
+    spec_ = std::move(spec);
+  }
+
+ private:
+  std::string method_;
+  std::string spec_;
+};
+
+}  // namespace kvlab
