@@ -1,0 +1,1 @@
+"""Analysis of kvlab results folders: loading, Pareto fronts, tables and plots."""
