@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version",
                        fmt::format("kvlab {} ({})", kvlab::build_info::version, kvlab::build_info::git_revision));
   app.require_subcommand(1);
+  app.fallthrough();  // global flags such as --quiet may follow the subcommand
   GlobalOptions global;
   app.add_flag("-q,--quiet", global.quiet, "No progress line on stderr");
 

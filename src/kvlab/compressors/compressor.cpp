@@ -2,7 +2,7 @@
 
 namespace kvlab {
 
-void CacheState::key_logits(ConstRowRef q, Eigen::Ref<RowVector> out) const {
+void CacheState::key_logits(ConstMatrixRef q, MatrixRef out) const {
   const CacheView v = view();
   out.noalias() = q * v.keys.transpose();
 }

@@ -52,7 +52,8 @@ struct BlockContext {
 using QueryGroup = std::vector<ConstMatrixRef>;
 
 // The current reconstruction: rows [0, t) of K̂ and V̂ ([t × d]); rows of
-// absent (evicted) tokens are zero. `present` is null when every token is present.
+// absent (evicted) tokens are zero. `present` is null when every token is
+// present; otherwise it has at least t entries (1 = present).
 struct CacheView {
   ConstMatrixRef keys;
   ConstMatrixRef values;
@@ -75,10 +76,11 @@ class CacheState {
   virtual CacheView view() const = 0;
   virtual BitCount bits() const = 0;  // exact, for the cache as it is now
 
-  // Attention logits q·K̂ᵀ (unscaled) over positions [0, size()) into `out`
-  // (size()); values at absent positions are ignored by the caller. Methods
-  // that store no reconstructible keys (QJL) override this with their estimator.
-  virtual void key_logits(ConstRowRef q, Eigen::Ref<RowVector> out) const;
+  // Attention logits q·K̂ᵀ (unscaled) for queries q [m × d] over positions
+  // [0, size()) into out [m × size()]; values at absent positions are ignored
+  // by the caller. Methods that store no reconstructible keys (QJL) override
+  // this with their score estimator.
+  virtual void key_logits(ConstMatrixRef q, MatrixRef out) const;
   virtual bool keys_reconstructible() const { return true; }
 };
 

@@ -1,0 +1,13 @@
+#pragma once
+// One function per built-in method, each defined in its own file and
+// registered explicitly in builtin_methods.cpp.
+#include "kvlab/compressors/registry.hpp"
+
+namespace kvlab::methods {
+
+MethodInfo fp16();
+MethodInfo uniform();
+MethodInfo kcvt();
+MethodInfo kivi();
+
+}  // namespace kvlab::methods

@@ -1,0 +1,39 @@
+#pragma once
+// A single progress line on stderr ("label  done/total  rate  ETA"), redrawn
+// at most ~5 times a second. Silent when disabled (--quiet) or when stderr is
+// not a terminal. Thread-safe: any thread may call advance().
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+
+namespace kvlab {
+
+class Progress {
+ public:
+  Progress(std::string label, long long total, bool enabled, std::string unit = "items");
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  void advance(long long n = 1);
+  void set_label(std::string label);
+  void finish();  // clears the line
+  bool active() const { return enabled_; }
+
+  static bool stderr_is_terminal();
+
+ private:
+  void draw(bool force);
+
+  std::string label_;
+  long long total_;
+  bool enabled_;
+  std::string unit_;
+  std::atomic<long long> done_{0};
+  std::mutex mutex_;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+  bool drawn_ = false;
+};
+
+}  // namespace kvlab
