@@ -8,7 +8,7 @@ void silence_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 namespace {
 herr_t keep_innermost(unsigned n, const H5E_error2_t* err, void* data) {
-  // H5E_WALK_DOWNWARD visits the innermost (most specific) error first.
+  // H5E_WALK_UPWARD visits the innermost (most specific) error first.
   auto* out = static_cast<std::string*>(data);
   if (n == 0 && err != nullptr && err->desc != nullptr) *out = err->desc;
   return 0;
@@ -17,7 +17,7 @@ herr_t keep_innermost(unsigned n, const H5E_error2_t* err, void* data) {
 
 std::string last_hdf5_error() {
   std::string message;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, keep_innermost, &message);
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, &message);
   return message;
 }
 
