@@ -1,0 +1,131 @@
+// The replay engine over a dump file: thread-count invariance, GQA head
+// mapping, layer selection and the summary's ratios.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "kvlab/compressors/registry.hpp"
+#include "kvlab/io/synth.hpp"
+#include "kvlab/replay/job_summary.hpp"
+
+using namespace kvlab;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string tiny_dump() {
+  static const std::string path = [] {
+    const fs::path p = fs::temp_directory_path() / fmt::format("kvlab_test_replay_{}.h5", ::getpid());
+    SynthOptions o;
+    o.preset = "tiny";
+    write_synth_dump(p.string(), o, 1);
+    return p.string();
+  }();
+  return path;
+}
+
+// Records which queries each block was given at prefill.
+class QueryProbe : public Compressor {
+ public:
+  struct State : CacheState {
+    explicit State(const BlockContext& ctx, std::vector<std::vector<float>>* seen)
+        : inner(Registry::global().build("fp16")->new_state(ctx)), seen(seen), head(ctx.kv_head) {}
+    void prefill(ConstMatrixRef k, ConstMatrixRef v, const QueryGroup& q) override {
+      for (const auto& m : q) (*seen)[head].push_back(m(0, 0));
+      inner->prefill(k, v, q);
+    }
+    void append(ConstRowRef k, ConstRowRef v, const QueryGroup& q) override { inner->append(k, v, q); }
+    int size() const override { return inner->size(); }
+    CacheView view() const override { return inner->view(); }
+    BitCount bits() const override { return inner->bits(); }
+    std::unique_ptr<CacheState> inner;
+    std::vector<std::vector<float>>* seen;
+    int head;
+  };
+  std::unique_ptr<CacheState> new_state(const BlockContext& ctx) const override {
+    return std::make_unique<State>(ctx, &seen);
+  }
+  mutable std::vector<std::vector<float>> seen = std::vector<std::vector<float>>(8);
+};
+
+}  // namespace
+
+TEST_CASE("replay results do not depend on the thread count", "[replay]") {
+  const DumpReader reader(tiny_dump());
+  std::vector<std::unique_ptr<Compressor>> owned;
+  std::vector<const Compressor*> jobs;
+  for (const auto& m : Registry::global().methods()) {
+    owned.push_back(Registry::global().build(m.name));
+    jobs.push_back(owned.back().get());
+  }
+  ReplayOptions o;
+  o.eval_every = 8;
+  o.threads = 1;
+  const auto a = replay_dump(reader, jobs, o);
+  o.threads = 2;
+  const auto b = replay_dump(reader, jobs, o);
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    INFO(jobs[j]->spec());
+    for (std::size_t i = 0; i < a[j].blocks.size(); ++i) {
+      const auto &x = a[j].blocks[i], &y = b[j].blocks[i];
+      CHECK(x.bits == y.bits);
+      CHECK(x.values.sq_err == y.values.sq_err);
+      CHECK(x.attn.out_rel == y.attn.out_rel);
+      CHECK(x.attn.kl == y.attn.kl);
+      REQUIRE(x.steps.size() == y.steps.size());
+      for (std::size_t s = 0; s < x.steps.size(); ++s) CHECK(x.steps[s].attn.out_rel == y.steps[s].attn.out_rel);
+    }
+  }
+}
+
+TEST_CASE("GQA: kv head h gets query heads h*g .. h*g+g-1", "[replay]") {
+  const DumpReader reader(tiny_dump());
+  const DumpInfo& info = reader.info();
+  REQUIRE(info.group_size() == 2);
+  const LayerData layer = reader.read_layer(0);
+  QueryProbe probe;
+  probe.set_identity("probe", "probe");
+  const Compressor* jobs[] = {&probe};
+  ReplayOptions o;
+  o.layers = {0};
+  o.threads = 1;
+  replay_dump(reader, jobs, o);
+  for (int h = 0; h < info.num_kv_heads; ++h) {
+    REQUIRE(probe.seen[h].size() == 2);
+    CHECK(probe.seen[h][0] == layer.queries[h * 2](0, 0));
+    CHECK(probe.seen[h][1] == layer.queries[h * 2 + 1](0, 0));
+  }
+}
+
+TEST_CASE("summary: ratio and bits per element from the exact bit count", "[replay]") {
+  const DumpReader reader(tiny_dump());
+  const DumpInfo& info = reader.info();
+  const auto c = Registry::global().build("uniform:bits=4,group=32");
+  const Compressor* jobs[] = {c.get()};
+  ReplayOptions o;
+  o.max_steps = 10;
+  o.layers = {1};
+  const auto r = replay_dump(reader, jobs, o);
+  const JobSummary s = summarize(r[0]);
+  const std::uint64_t t = info.prompt_len + 10, d = info.head_dim;
+  const std::uint64_t groups = 2 * t * (d / 32) * info.num_kv_heads;
+  const std::uint64_t bits = 4 * 2 * t * d * info.num_kv_heads + 32 * groups;
+  CHECK(s.bits.total() == bits);
+  CHECK(s.baseline_bits == 16 * 2 * t * d * info.num_kv_heads);
+  CHECK(s.compression_ratio == Approx(static_cast<double>(s.baseline_bits) / bits));
+  CHECK(s.bits_per_element == Approx(4.0 + 32.0 / 32.0));
+  CHECK(s.layers == 1);
+  CHECK(s.tokens == static_cast<int>(t));
+}
+
+TEST_CASE("replay rejects out-of-range layers and attention without queries", "[replay]") {
+  const DumpReader reader(tiny_dump());
+  const auto c = Registry::global().build("fp16");
+  const Compressor* jobs[] = {c.get()};
+  ReplayOptions o;
+  o.layers = {7};
+  CHECK_THROWS_WITH(replay_dump(reader, jobs, o), Catch::Contains("layer 7 is out of range"));
+}
