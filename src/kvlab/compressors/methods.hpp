@@ -9,5 +9,6 @@ MethodInfo fp16();
 MethodInfo uniform();
 MethodInfo kcvt();
 MethodInfo kivi();
+MethodInfo gear(), gear_l(), outlier_quant(), gear_kcvt(), gear_l_kcvt(), kvquant();  // gear.cpp, kvquant.cpp
 
 }  // namespace kvlab::methods

@@ -1,0 +1,63 @@
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <numeric>
+
+#include "kvlab/core/fp16.hpp"
+#include "kvlab/core/rng.hpp"
+#include "kvlab/quant/outliers.hpp"
+
+using namespace kvlab;
+
+namespace {
+Matrix random_matrix(int n, int d, std::uint64_t seed, bool ties = false) {
+  Rng rng(seed);
+  Matrix x(n, d);
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < d; ++c) x(r, c) = ties ? static_cast<float>(rng.below(5)) : static_cast<float>(rng.normal());
+  return x;
+}
+
+// Plain reference: sort each vector by (value, position), mark first k and last k.
+ElementMask reference_mask(const Matrix& x, bool per_token, int k) {
+  ElementMask m = ElementMask::Zero(x.rows(), x.cols());
+  const int vecs = per_token ? x.rows() : x.cols(), len = per_token ? x.cols() : x.rows();
+  for (int v = 0; v < vecs; ++v) {
+    auto at = [&](int i) { return per_token ? x(v, i) : x(i, v); };
+    std::vector<int> idx(len);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return at(a) < at(b) || (at(a) == at(b) && a < b); });
+    for (int j = 0; j < len; ++j)
+      if (j < k || j >= len - k) (per_token ? m(v, idx[j]) : m(idx[j], v)) = 1;
+  }
+  return m;
+}
+}  // namespace
+
+TEST_CASE("outliers: exactly the k largest and k smallest per vector", "[outliers]") {
+  for (bool ties : {false, true})
+    for (auto axis : {QuantAxis::PerToken, QuantAxis::PerChannel})
+      for (double s : {0.02, 0.1, 0.3}) {
+        const Matrix x = random_matrix(200, 64, 7 + static_cast<int>(s * 100), ties);
+        const OutlierConfig cfg{axis, s, -1};
+        const bool pt = axis == QuantAxis::PerToken;
+        const int m = pt ? 64 : 200;
+        const int k = static_cast<int>(std::floor(s * m / 2));
+        REQUIRE(outlier_count_per_side(cfg, m) == k);
+        const OutlierSet o = extract_outliers(x, cfg);
+        const ElementMask ref = reference_mask(x, pt, k);
+        CHECK((o.mask.array() == ref.array()).all());
+        CHECK(o.entries.size() == static_cast<std::size_t>(2 * k) * (pt ? 200 : 64));
+        CHECK(o.bits() == 48ULL * o.entries.size());
+        for (const auto& e : o.entries) CHECK(e.value == round_to_fp16(x(e.row, e.col)));
+      }
+}
+
+TEST_CASE("outliers: explicit count override and whole-vector case", "[outliers]") {
+  const Matrix x = random_matrix(50, 16, 3);
+  const OutlierSet o = extract_outliers(x, OutlierConfig{QuantAxis::PerChannel, 0.0, 3});
+  CHECK((o.mask.array() == reference_mask(x, false, 3).array()).all());
+  const OutlierSet all = extract_outliers(x, OutlierConfig{QuantAxis::PerToken, 0.0, 8});  // 2k >= 16
+  CHECK(all.entries.size() == 50u * 16u);
+  const OutlierSet none = extract_outliers(x, OutlierConfig{QuantAxis::PerToken, 0.01, -1});  // ⌊0.08⌋ = 0
+  CHECK(none.entries.empty());
+}
