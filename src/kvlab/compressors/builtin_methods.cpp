@@ -32,6 +32,7 @@ Registry make_global() {
   r.add(methods::uniform());
   r.add(methods::kcvt());
   r.add(methods::kivi());
+  for (auto m : {methods::h2o, methods::streaming, methods::snapkv, methods::pyramidkv, methods::qjl}) r.add(m());
   for (auto f : {methods::gear, methods::gear_l, methods::outlier_quant, methods::gear_kcvt, methods::gear_l_kcvt, methods::kvquant}) r.add(f());
   add_presets(r, build_info::presets_yaml);
   for (const auto& p : r.presets()) r.resolve(p.spec);  // a broken preset fails at start, loudly

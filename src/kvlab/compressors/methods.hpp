@@ -9,6 +9,7 @@ MethodInfo fp16();
 MethodInfo uniform();
 MethodInfo kcvt();
 MethodInfo kivi();
+MethodInfo h2o(), streaming(), snapkv(), pyramidkv(), qjl();  // droppers + QJL
 MethodInfo gear(), gear_l(), outlier_quant(), gear_kcvt(), gear_l_kcvt(), kvquant();  // gear.cpp, kvquant.cpp
 
 }  // namespace kvlab::methods
