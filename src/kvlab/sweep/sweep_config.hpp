@@ -1,0 +1,33 @@
+#pragma once
+// A sweep file (docs/sweeps.md), parsed and validated before any work starts:
+// unknown keys (with "did you mean"), wrong types, out-of-range values and
+// missing dumps each give one message naming the file and the key.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "kvlab/replay/replay_options.hpp"
+
+namespace kvlab {
+
+struct SweepConfig {
+  std::string file;                 // the YAML file
+  std::string name;
+  int version = 1;
+  std::vector<std::string> dumps;   // resolved paths (globs expanded, sorted)
+  YAML::Node compressors;           // the list, expanded by sweep_plan
+  ReplayOptions replay;             // layers, eval_every, max_steps, attention, seed, threads
+  std::string out;                  // results folder ("" = results/<name>)
+};
+
+// Loads `path`, applies `include:` (fields here override the included file's;
+// maps merge key by key), resolves dump globs relative to the file that names
+// them, and validates everything but the compressor specs (see SweepPlan).
+SweepConfig load_sweep_config(const std::string& path);
+
+// Expands a glob pattern (*, ?, [..]) into sorted existing paths.
+std::vector<std::string> expand_glob(const std::string& pattern);
+
+}  // namespace kvlab

@@ -1,0 +1,39 @@
+#pragma once
+// Expands a SweepConfig into jobs: every compressor entry becomes one or more
+// resolved specs (a list-valued parameter is a Cartesian-product axis; `zip:`
+// holds parameters whose lists vary together), crossed with every dump.
+#include <string>
+#include <vector>
+
+#include "kvlab/compressors/registry.hpp"
+#include "kvlab/io/dump_info.hpp"
+#include "kvlab/report/result_rows.hpp"
+#include "kvlab/sweep/sweep_config.hpp"
+
+namespace kvlab {
+
+struct SweepJob {
+  std::size_t dump_index = 0;
+  ResolvedSpec spec;
+  JobIdentity identity;
+};
+
+struct SweepPlan {
+  SweepConfig config;
+  std::vector<DumpInfo> dumps;     // validated (headers only)
+  std::vector<SweepJob> jobs;      // dump-major, then compressor entry order
+  std::vector<std::string> param_columns;
+  std::string out_dir;
+};
+
+// Expands one compressor entry to spec texts (exposed for tests).
+std::vector<std::string> expand_compressor_entry(const YAML::Node& entry, const std::string& where);
+
+// Resolves every spec, opens every dump header and checks each job can run
+// (queries/RoPE present). Throws kvlab::Error before any work is done.
+SweepPlan make_sweep_plan(const SweepConfig& config, const std::string& out_override = "");
+
+// The plan as YAML: kvlab version and git revision, settings, every job.
+std::string resolved_plan_yaml(const SweepPlan& plan);
+
+}  // namespace kvlab

@@ -1,0 +1,97 @@
+#include "kvlab/sweep/sweep_runner.hpp"
+
+#include <omp.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "kvlab/core/error.hpp"
+#include "kvlab/io/dump_reader.hpp"
+#include "kvlab/replay/replay_dump.hpp"
+#include "kvlab/report/results_writer.hpp"
+
+namespace kvlab {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_resolved_config(const SweepPlan& plan) {
+  const fs::path path = fs::path(plan.out_dir) / "config.resolved.yaml";
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << resolved_plan_yaml(plan);
+    if (!out) fail("{}: cannot write", tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
+  const fs::path summary = fs::path(plan.out_dir) / "summary.csv";
+  if (!options.resume && !options.overwrite && fs::exists(summary))
+    fail("{}: results already exist; use --resume to finish them or --overwrite to start over", plan.out_dir);
+
+  ReplayOptions replay = plan.config.replay;
+  if (options.threads > 0) replay.threads = options.threads;
+  if (replay.threads <= 0) replay.threads = omp_get_max_threads();
+  const int chunk = options.chunk > 0 ? options.chunk : 4 * replay.threads;
+
+  ResultsWriter writer(plan.out_dir, plan.param_columns, options.resume);
+  write_resolved_config(plan);
+
+  SweepOutcome outcome;
+  outcome.jobs = static_cast<int>(plan.jobs.size());
+  long long total_blocks = 0;
+  std::vector<std::vector<std::size_t>> pending(plan.dumps.size());
+  for (std::size_t i = 0; i < plan.jobs.size(); ++i) {
+    const SweepJob& job = plan.jobs[i];
+    if (writer.finished(job.identity.job_id)) {
+      ++outcome.skipped;
+      continue;
+    }
+    pending[job.dump_index].push_back(i);
+    const DumpInfo& info = plan.dumps[job.dump_index];
+    total_blocks += static_cast<long long>(selected_layers(info, replay).size()) * info.num_kv_heads;
+  }
+
+  Progress progress(fmt::format("sweep {}", plan.config.name), total_blocks, !options.quiet, "blocks");
+  const auto start = std::chrono::steady_clock::now();
+  const Registry& registry = Registry::global();
+  for (std::size_t d = 0; d < plan.dumps.size(); ++d) {
+    const auto& todo = pending[d];
+    for (std::size_t c0 = 0; c0 < todo.size(); c0 += static_cast<std::size_t>(chunk)) {
+      const std::size_t c1 = std::min(todo.size(), c0 + static_cast<std::size_t>(chunk));
+      std::vector<std::unique_ptr<Compressor>> owned;
+      std::vector<const Compressor*> jobs;
+      for (std::size_t k = c0; k < c1; ++k) {
+        owned.push_back(registry.build(plan.jobs[todo[k]].spec));
+        jobs.push_back(owned.back().get());
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        const DumpReader reader(plan.config.dumps[d]);
+        const std::vector<JobResult> results = replay_dump(reader, jobs, replay, &progress);
+        const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (std::size_t k = c0; k < c1; ++k) {
+          const JobResult& r = results[k - c0];
+          writer.write_job(plan.jobs[todo[k]].identity, r, summarize(r), wall / static_cast<double>(c1 - c0),
+                           replay.threads);
+          ++outcome.ok;
+        }
+      } catch (const Error& e) {
+        // A dump that fails mid-sweep (corrupt layer, ...) fails its jobs; the rest go on.
+        for (std::size_t k = c0; k < c1; ++k) writer.write_failed(plan.jobs[todo[k]].identity, e.what());
+        outcome.failed += static_cast<int>(c1 - c0);
+      }
+    }
+  }
+  progress.finish();
+  outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return outcome;
+}
+
+}  // namespace kvlab
