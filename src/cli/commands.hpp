@@ -22,5 +22,6 @@ void add_inspect_command(CLI::App& app, GlobalOptions& global, Action& action);
 void add_synth_command(CLI::App& app, GlobalOptions& global, Action& action);
 void add_sweep_command(CLI::App& app, GlobalOptions& global, Action& action);
 void add_regress_command(CLI::App& app, GlobalOptions& global, Action& action);
+void add_decode_command(CLI::App& app, GlobalOptions& global, Action& action);
 
 }  // namespace kvlab::cli

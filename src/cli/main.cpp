@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   add_synth_command(app, global, action);
   add_sweep_command(app, global, action);
   add_regress_command(app, global, action);
+  add_decode_command(app, global, action);
 
   kvlab::io::silence_hdf5_errors();
   try {
