@@ -136,3 +136,16 @@ TEST_CASE("qjl: one sketch matrix per block, deterministic by (seed, layer, head
   CHECK(logits(1, 0) != a);
   CHECK(logits(0, 1) != a);
 }
+
+TEST_CASE("qjl grows past the max_tokens capacity hint", "[qjl]") {
+  const int d = 8;
+  Rng rng(2);
+  const Matrix k = random_matrix(20, d, rng), q = random_matrix(1, d, rng);
+  auto st = Registry::global().build("qjl:sketch=16,buffer=2")->new_state(context(d, 3));
+  st->prefill(k.topRows(3), k.topRows(3), QueryGroup{});
+  for (int t = 3; t < 20; ++t) st->append(k.row(t), k.row(t), QueryGroup{});
+  Matrix out(1, 20);
+  st->key_logits(q, out);
+  CHECK(st->bits().total() == qjl_bits(20, d, 16, 2, 32, 2));
+  CHECK(out(0, 19) == Approx(q.row(0).dot(k.row(19))).margin(1e-5));
+}

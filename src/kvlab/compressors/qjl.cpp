@@ -95,6 +95,10 @@ class QjlState : public CacheState {
  private:
   void sketch_next() {
     const int i = sketched_;
+    if (i >= signs_.rows()) {  // max_tokens is only a capacity hint
+      signs_.conservativeResize(2 * signs_.rows() + 1, Eigen::NoChange);
+      norms_.resize(static_cast<std::size_t>(signs_.rows()), 0.0f);
+    }
     auto k = recon_.keys_rows(i, 1);
     const RowVector sk = k * s_.transpose();
     for (int j = 0; j < cfg_.sketch; ++j) signs_(i, j) = sk[j] >= 0.0f ? 1.0f : -1.0f;
