@@ -72,7 +72,8 @@ int run(const DecodeCliOptions& o, const GlobalOptions& global) {
   d.free_running = o.mode == "free";
   d.threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   d.seed = o.seed;
-  if (!global.quiet) fmt::print(stderr, "decode: model {} loaded; running {} steps...\n", o.model, d.steps);
+  if (!global.quiet)
+    fmt::print(stderr, "decode: model {} loaded; {} and {} runs side by side...\n", o.model, "fp16", compressor->spec());
   const DecodeResult r = decode_compare(model, tokens, *compressor, d, (dump && !o.no_kv_check) ? &*dump : nullptr,
                                         o.kv_rtol, o.kv_atol);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -12,6 +12,11 @@ namespace kvlab {
 namespace {
 
 constexpr int kRowChunk = 64;  // fixed: results must not depend on the thread count
+// Below this many multiply-adds a parallel region costs more than it saves
+// (and on a busy machine far more); the split itself never changes results.
+constexpr double kParallelWork = 1 << 18;
+
+int threads_for(double work, int threads) { return work >= kParallelWork ? threads : 1; }
 
 void rms_norm(const float* x, const Vector& w, double eps, float* out) {
   const int n = static_cast<int>(w.size());
@@ -33,6 +38,7 @@ void matvec(const Matrix& w, const float* x, float* y, int threads) {
   const int rows = static_cast<int>(w.rows()), cols = static_cast<int>(w.cols());
   const int chunks = (rows + kRowChunk - 1) / kRowChunk;
   Eigen::Map<const Eigen::VectorXf> xv(x, cols);
+  threads = threads_for(static_cast<double>(rows) * cols, threads);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
   for (int c = 0; c < chunks; ++c) {
     const int r0 = c * kRowChunk, n = std::min(kRowChunk, rows - r0);
@@ -46,6 +52,7 @@ void matmul_transposed(const Matrix& x, const Matrix& w, Matrix& y, int threads)
   y.resize(x.rows(), rows);
   constexpr int chunk = 4 * kRowChunk;
   const int chunks = (rows + chunk - 1) / chunk;
+  threads = threads_for(static_cast<double>(x.rows()) * rows * w.cols(), threads);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
   for (int c = 0; c < chunks; ++c) {
     const int r0 = c * chunk, n = std::min(chunk, rows - r0);
@@ -171,7 +178,8 @@ void LlamaForward::prefill(std::span<const std::int64_t> tokens, Matrix* all_log
     ctx.calibration = compressor_.calibrate(LayerView{kh, vh, qh}, ctx);
 
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(Hkv));
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && Hkv > 1)
+    const int attn_threads = threads_for(static_cast<double>(P) * P * d * H, threads);
+#pragma omp parallel for schedule(static) num_threads(attn_threads) if (attn_threads > 1 && Hkv > 1)
     for (int j = 0; j < Hkv; ++j) {
       try {
         // Exact causal attention of the prompt over its own K/V.
@@ -255,7 +263,8 @@ void LlamaForward::step(std::int64_t token) {
     apply_rope(s.k.data(), Hkv, t);
 
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(Hkv));
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && Hkv > 1)
+    const int attn_threads = threads_for(static_cast<double>(t + 1) * d * H / 8, threads);
+#pragma omp parallel for schedule(static) num_threads(attn_threads) if (attn_threads > 1 && Hkv > 1)
     for (int j = 0; j < Hkv; ++j) {
       try {
         CacheState& state = *states_[static_cast<std::size_t>(layer * Hkv + j)];
