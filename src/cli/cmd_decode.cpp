@@ -108,8 +108,8 @@ int run(const DecodeCliOptions& o, const GlobalOptions& global) {
     fmt::print("         cross-entropy ref {} comp {} nats → perplexity {} vs {} (ratio comp/ref {:.5f})\n",
                pretty(r.mean_ce_ref), pretty(r.mean_ce_comp), pretty(r.ppl_ref), pretty(r.ppl_comp), r.ppl_ratio);
   else
-    fmt::print("         free run: first divergence at step {}; token match rate {:.4f}\n",
-               r.first_divergence < 0 ? std::string("never") : fmt::format("{}", r.first_divergence),
+    fmt::print("         free run: first divergence {}; token match rate {:.4f}\n",
+               r.first_divergence < 0 ? std::string("never") : fmt::format("at step {}", r.first_divergence),
                r.token_match_rate);
   std::string layers;
   for (std::size_t l = 0; l < r.mean_attn_rel.size(); ++l)
