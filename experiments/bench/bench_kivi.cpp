@@ -17,9 +17,8 @@ int main(int argc, char** argv) {
   const bench::Layer layer = bench::make_layer(heads, tokens, dim);
   const auto compressor = Registry::global().build(spec);
 
-  const double floor_s = bench::memory_floor(layer, threads, repeats);
   std::vector<std::unique_ptr<CacheState>> states(heads);
-  const double replay_s = bench::best_time(repeats, [&] {
+  auto replay = [&] {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int h = 0; h < heads; ++h) {
       BlockContext ctx;
@@ -29,7 +28,13 @@ int main(int argc, char** argv) {
       states[h] = compressor->new_state(ctx);
       states[h]->prefill(layer.keys[h], layer.values[h], {});
     }
-  });
+  };
+  // Interleaved, best of each: background load hits both alike.
+  double floor_s = 1e30, replay_s = 1e30;
+  for (int i = 0; i < repeats; ++i) {
+    floor_s = std::min(floor_s, bench::memory_floor(layer, threads, 1));
+    replay_s = std::min(replay_s, bench::best_time(1, replay));
+  }
   std::uint64_t bits = 0;
   for (const auto& s : states) bits += s->bits().total();
   const double bytes = 2.0 * heads * tokens * dim * sizeof(float);

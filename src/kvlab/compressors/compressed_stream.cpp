@@ -13,16 +13,19 @@ MatrixRef CompressedStream::rows(ReconBuffer& recon, int start, int count) const
   return tensor_ == 0 ? recon.keys_rows(start, count) : recon.values_rows(start, count);
 }
 
-void CompressedStream::compress_front(int count, ReconBuffer& recon, bool prefill) {
+void CompressedStream::compress_front(int count, ReconBuffer& recon, bool prefill, const ConstMatrixRef* source) {
   if (count <= 0) return;
-  auto exact = rows(recon, compressed_, count);
-  scratch_.resize(count, exact.cols());
   SegmentContext ctx = base_;
   ctx.segment_index = segments_;
   ctx.prefill = prefill;
   ctx.start = compressed_;
-  segment_bits_ += codec_->encode(exact, scratch_, ctx);
-  exact = scratch_;
+  auto dest = rows(recon, compressed_, count);
+  if (source != nullptr) {
+    segment_bits_ += codec_->encode(source->topRows(count), dest, ctx);  // straight from the input
+  } else {
+    scratch_ = dest;  // codecs never encode in place
+    segment_bits_ += codec_->encode(scratch_, dest, ctx);
+  }
   compressed_ += count;
   ++segments_;
 }
@@ -30,10 +33,11 @@ void CompressedStream::compress_front(int count, ReconBuffer& recon, bool prefil
 void CompressedStream::prefill(ConstMatrixRef x, ReconBuffer& recon) {
   KVLAB_ASSERT(fed_ == 0);
   const int n = static_cast<int>(x.rows());
-  rows(recon, 0, n) = x;
   fed_ = n;
   const int eligible = n - policy_.recent;
-  if (eligible > 0) compress_front(eligible / policy_.prefill_block * policy_.prefill_block, recon, true);
+  const int count = eligible > 0 ? eligible / policy_.prefill_block * policy_.prefill_block : 0;
+  compress_front(count, recon, true, &x);
+  rows(recon, count, n - count) = x.bottomRows(n - count);
 }
 
 void CompressedStream::append(ConstRowRef x, ReconBuffer& recon) {

@@ -42,7 +42,9 @@ class CompressedStream {
 
  private:
   MatrixRef rows(ReconBuffer& recon, int start, int count) const;
-  void compress_front(int count, ReconBuffer& recon, bool prefill);
+  // Encodes the `count` oldest FP16 tokens; `source` holds their exact values
+  // (the tail rows of `recon` when null).
+  void compress_front(int count, ReconBuffer& recon, bool prefill, const ConstMatrixRef* source = nullptr);
 
   std::shared_ptr<const BlockCodec> codec_;
   StreamPolicy policy_;

@@ -1,7 +1,8 @@
 #pragma once
 // Storage for a block's reconstruction, shared by every CacheState: K̂ and V̂
 // preallocated for ctx.max_tokens rows, so appending never reallocates and a
-// compressed (immutable) segment is written once and then only read.
+// compressed (immutable) segment is written once and then only read. Storage
+// is not zero-filled: whoever adds rows (resize) writes them.
 #include <algorithm>
 
 #include "kvlab/compressors/compressor.hpp"
@@ -12,13 +13,12 @@ namespace kvlab {
 class ReconBuffer {
  public:
   ReconBuffer(int capacity, int head_dim)
-      : keys_(Matrix::Zero(std::max(capacity, 1), head_dim)),
-        values_(Matrix::Zero(std::max(capacity, 1), head_dim)) {}
+      : keys_(std::max(capacity, 1), head_dim), values_(std::max(capacity, 1), head_dim) {}
 
   int size() const { return size_; }
   int head_dim() const { return static_cast<int>(keys_.cols()); }
 
-  // Extends the cache to `tokens` rows (new rows zero until written).
+  // Extends the cache to `tokens` rows; the caller writes the new rows.
   void resize(int tokens) {
     if (tokens > keys_.rows()) grow(tokens);
     size_ = tokens;
@@ -47,12 +47,9 @@ class ReconBuffer {
 
  private:
   void grow(int tokens) {
-    const int old_rows = static_cast<int>(keys_.rows());
-    const int rows = std::max(tokens, old_rows * 2);
+    const int rows = std::max(tokens, static_cast<int>(keys_.rows()) * 2);
     keys_.conservativeResize(rows, Eigen::NoChange);
     values_.conservativeResize(rows, Eigen::NoChange);
-    keys_.bottomRows(rows - old_rows).setZero();
-    values_.bottomRows(rows - old_rows).setZero();
     if (mask_enabled_) present_.resize(static_cast<std::size_t>(rows), 1);
   }
 

@@ -27,35 +27,33 @@ int effective_group(int n, int d, const QuantConfig& cfg) {
 struct GroupParams {
   float zero;   // mn rounded to FP16
   float scale;  // s rounded to FP16 (0 → constant group)
+  float divisor() const { return scale == 0.0f ? 1.0f : scale; }  // q·0 + zero = zero, branch-free
 };
 
 GroupParams group_params(float mn, float mx, float levels) {
   if (!(mn <= mx)) return {0.0f, 0.0f};  // every element excluded
-  const float zero = round_to_fp16(mn);
-  const float scale = round_to_fp16((mx - mn) / levels);
-  return {zero, scale};
+  return {round_to_fp16(mn), round_to_fp16((mx - mn) / levels)};
 }
 
 // Round-half-to-even of y in [0, levels] (levels < 2^23): adding and removing
-// 1.5·2^23 rounds in the FPU's default mode; GCC vectorizes it, unlike nearbyint.
+// 1.5·2^23 rounds in the FPU's default mode, and GCC vectorizes it (it does
+// not vectorize nearbyint).
 inline float round_even(float y) {
   constexpr float magic = 12582912.0f;
   return (y + magic) - magic;
 }
 
-inline float quantize_one(float x, GroupParams p, float levels) {
-  if (p.scale == 0.0f) return p.zero;
-  float y = (x - p.zero) / p.scale;
-  y = std::min(std::max(y, 0.0f), levels);
-  return round_even(y) * p.scale + p.zero;
+// x̂ = round(clamp((x − zero) / divisor, 0, levels)) · scale + zero.
+inline float dequantized(float x, float zero, float divisor, float scale, float levels) {
+  const float y = std::min(std::max((x - zero) / divisor, 0.0f), levels);
+  return round_even(y) * scale + zero;
 }
 
 // Per-channel groups of `g` rows: column-wise min/max over a row block is a
 // contiguous, vectorizable sweep in row-major storage.
 void quantize_per_channel(ConstMatrixRef x, int g, float levels, MatrixRef out, const ElementMask* ex) {
   const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());
-  std::vector<float> mn(d), mx(d);
-  std::vector<GroupParams> params(d);
+  std::vector<float> mn(d), mx(d), zero(d), divisor(d), scale(d);
   for (int r0 = 0; r0 < n; r0 += g) {
     const int r1 = std::min(n, r0 + g);
     std::fill(mn.begin(), mn.end(), std::numeric_limits<float>::infinity());
@@ -76,11 +74,16 @@ void quantize_per_channel(ConstMatrixRef x, int g, float levels, MatrixRef out, 
         }
       }
     }
-    for (int c = 0; c < d; ++c) params[c] = group_params(mn[c], mx[c], levels);
+    for (int c = 0; c < d; ++c) {
+      const GroupParams p = group_params(mn[c], mx[c], levels);
+      zero[c] = p.zero;
+      scale[c] = p.scale;
+      divisor[c] = p.divisor();
+    }
     for (int r = r0; r < r1; ++r) {
       const float* row = x.row(r).data();
       float* dst = out.row(r).data();
-      for (int c = 0; c < d; ++c) dst[c] = quantize_one(row[c], params[c], levels);
+      for (int c = 0; c < d; ++c) dst[c] = dequantized(row[c], zero[c], divisor[c], scale[c], levels);
       if (ex != nullptr) {
         const std::uint8_t* m = ex->row(r).data();
         for (int c = 0; c < d; ++c)
@@ -97,15 +100,25 @@ void quantize_per_token(ConstMatrixRef x, int g, float levels, MatrixRef out, co
     float* dst = out.row(r).data();
     const std::uint8_t* m = ex ? ex->row(r).data() : nullptr;
     for (int c0 = 0; c0 < d; c0 += g) {
-      const int c1 = std::min(d, c0 + g);
+      const int len = std::min(d, c0 + g) - c0;
       float mn = std::numeric_limits<float>::infinity(), mx = -mn;
-      for (int c = c0; c < c1; ++c) {
-        if (m && m[c]) continue;
-        mn = std::min(mn, row[c]);
-        mx = std::max(mx, row[c]);
+      if (m == nullptr) {
+        const Eigen::Map<const Eigen::ArrayXf> group(row + c0, len);  // Eigen vectorizes min/max
+        mn = group.minCoeff();
+        mx = group.maxCoeff();
+      } else {
+        for (int c = c0; c < c0 + len; ++c) {
+          if (m[c]) continue;
+          mn = std::min(mn, row[c]);
+          mx = std::max(mx, row[c]);
+        }
       }
       const GroupParams p = group_params(mn, mx, levels);
-      for (int c = c0; c < c1; ++c) dst[c] = (m && m[c]) ? 0.0f : quantize_one(row[c], p, levels);
+      const float div = p.divisor();
+      for (int c = c0; c < c0 + len; ++c) dst[c] = dequantized(row[c], p.zero, div, p.scale, levels);
+      if (m != nullptr)
+        for (int c = c0; c < c0 + len; ++c)
+          if (m[c]) dst[c] = 0.0f;
     }
   }
 }
