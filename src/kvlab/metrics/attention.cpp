@@ -57,6 +57,7 @@ AttentionError compare_attention(const float* ref_logits, const float* hat_logit
       e.kl += pk * (std::log(pk) - std::log(p_hat[i]));
     }
   }
+  e.kl = std::max(e.kl, 0.0);  // KL ≥ 0; only rounding can push it below
   weighted_sum(p, values, o);
   weighted_sum(p_hat, values_hat, o_hat);
   double diff = 0.0, norm = 0.0;
