@@ -104,6 +104,12 @@ if [ -f "$SRC/data/tiny-lm/model.h5" ] && [ -f "$SRC/data/shakespeare-a.kvdump.h
   echo "$out"
   grep -q "kv check vs .*reference keys/values match the dump" <<<"$out" || fail "bundled: kv check missing"
   grep -q "ratio comp/ref 1.00000" <<<"$out" || fail "bundled: fp16 not exact"
+  # A mismatch beyond the tolerance is an error, not ignored.
+  set +e
+  err=$("$KVLAB" decode --model "$SRC/data/tiny-lm/model.h5" --dump "$SRC/data/shakespeare-a.kvdump.h5" \
+        --compressor fp16 --steps 2 --kv-atol 0 --kv-rtol 1e-7 2>&1); rc=$?
+  set -e
+  [ $rc -ne 0 ] && grep -q "differ from the dump beyond float16 tolerance" <<<"$err" || fail "kv mismatch: $err"
 else
   echo "SKIP: bundled model/dump not present"
 fi
