@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "kvlab/core/progress.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/dump_reader.hpp"
 #include "kvlab/io/dump_stats.hpp"
@@ -30,7 +31,7 @@ std::string one_line(const std::string& text, std::size_t max_chars) {
   return out;
 }
 
-int run_inspect(const InspectArgs& args) {
+int run_inspect(const InspectArgs& args, bool quiet) {
   const DumpReader reader(args.dump);
   const DumpInfo& info = reader.info();
   std::error_code ec;
@@ -67,7 +68,12 @@ int run_inspect(const InspectArgs& args) {
   if (args.no_stats) return 0;
 
   std::vector<LayerStats> stats;
-  for (int l : layers) stats.push_back(layer_stats(reader.read_layer(l, /*with_queries=*/false)));
+  Progress progress(fmt::format("inspect {}", args.dump), static_cast<long long>(layers.size()), !quiet, "layers");
+  for (int l : layers) {
+    stats.push_back(layer_stats(reader.read_layer(l, /*with_queries=*/false)));
+    progress.advance();
+  }
+  progress.finish();
 
   fmt::print("\nper layer (mean over kv heads; rank90 = effective rank at 90% energy)\n");
   fmt::print("{:>5}  {:>10}  {:>10}  {:>9}  {:>9}  {:>8}  {:>8}\n", "layer", "K norm", "V norm", "K outlier",
@@ -91,14 +97,14 @@ int run_inspect(const InspectArgs& args) {
 
 }  // namespace
 
-void add_inspect_command(CLI::App& app, GlobalOptions& /*global*/, Action& action) {
+void add_inspect_command(CLI::App& app, GlobalOptions& global, Action& action) {
   auto args = std::make_shared<InspectArgs>();
   CLI::App* cmd = app.add_subcommand("inspect", "Validate a kvdump and summarise it (shapes, per-layer statistics)");
   cmd->add_option("dump", args->dump, "kvdump HDF5 file")->required();
   cmd->add_option("--layers", args->layers, "Only these layers, comma separated (default: all)")->delimiter(',');
   cmd->add_flag("--no-stats", args->no_stats, "Validate and print the summary only");
   cmd->add_option("--csv", args->csv, "Also write the per-layer table to this CSV file");
-  cmd->callback([args, &action] { action = [args] { return run_inspect(*args); }; });
+  cmd->callback([args, &action, &global] { action = [args, &global] { return run_inspect(*args, global.quiet); }; });
 }
 
 }  // namespace kvlab::cli

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "kvlab/core/progress.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/synth.hpp"
 
@@ -21,7 +22,7 @@ struct SynthArgs {
 };
 }  // namespace
 
-void add_synth_command(CLI::App& app, GlobalOptions& /*global*/, Action& action) {
+void add_synth_command(CLI::App& app, GlobalOptions& global, Action& action) {
   auto args = std::make_shared<SynthArgs>();
   CLI::App* cmd = app.add_subcommand("synth", "Write a synthetic kvdump with controllable structure (docs/synth.md)");
   SynthOptions& o = args->options;
@@ -51,8 +52,8 @@ void add_synth_command(CLI::App& app, GlobalOptions& /*global*/, Action& action)
   cmd->add_flag("--float32", args->float32, "Store float32 instead of float16");
   cmd->add_option("--threads", args->threads, "Generator threads (default: all cores); output does not depend on it");
 
-  cmd->callback([args, &action] {
-    action = [args]() -> int {
+  cmd->callback([args, &action, &global] {
+    action = [args, &global]() -> int {
       SynthOptions options = args->options;
       options.rope = !args->no_rope;
       options.sink = !args->no_sink;
@@ -62,7 +63,10 @@ void add_synth_command(CLI::App& app, GlobalOptions& /*global*/, Action& action)
         fail("synth: --rope-style: expected neox or gptj, found '{}'", args->rope_style);
       options.rope_style = parse_rope_style(args->rope_style);
       if (args->threads < 0) fail("synth: --threads must be >= 0, found {}", args->threads);
-      const SynthResult r = write_synth_dump(args->out, options, args->threads);
+      const SynthOptions resolved = resolve_synth_options(options);
+      Progress progress(fmt::format("synth {}", args->out), resolved.num_layers, !global.quiet, "layers");
+      const SynthResult r = write_synth_dump(args->out, options, args->threads, &progress);
+      progress.finish();
       const DumpInfo& i = r.info;
       fmt::print("wrote {}: {} layers, {} heads / {} kv heads, head_dim {}, {} tokens (prompt {}), {}{}, {:.1f} MB in "
                  "{:.2f} s\n",

@@ -1,5 +1,7 @@
 #include "kvlab/io/synth.hpp"
 
+#include "kvlab/core/progress.hpp"
+
 #include <fmt/format.h>
 #include <omp.h>
 
@@ -293,7 +295,7 @@ std::vector<std::int64_t> synth_tokens(const SynthOptions& resolved) {
   return tokens;
 }
 
-SynthResult write_synth_dump(const std::string& path, const SynthOptions& options, int threads) {
+SynthResult write_synth_dump(const std::string& path, const SynthOptions& options, int threads, Progress* progress) {
   const auto start = std::chrono::steady_clock::now();
   const SynthOptions o = resolve_synth_options(options);
   SynthResult result;
@@ -308,6 +310,7 @@ SynthResult write_synth_dump(const std::string& path, const SynthOptions& option
       LayerData current = next.get();
       if (layer + 1 < o.num_layers) next = std::async(std::launch::async, synth_layer, std::cref(o), layer + 1, threads);
       writer.write_layer(current);
+      if (progress) progress->advance();
     }
     writer.write_tokens(synth_tokens(o));
     writer.close();

@@ -14,6 +14,8 @@
 
 namespace kvlab {
 
+class Progress;
+
 struct SynthOptions {
   std::string preset = "tiny";  // tiny | small | llama2-7b | llama3-8b
   // Shape; 0 = take the preset's value.
@@ -48,7 +50,8 @@ struct SynthResult {
   double seconds = 0;
 };
 // Resolves `options` and writes the whole dump to `path`, one layer at a time.
-SynthResult write_synth_dump(const std::string& path, const SynthOptions& options, int threads = 0);
+SynthResult write_synth_dump(const std::string& path, const SynthOptions& options, int threads = 0,
+                             Progress* progress = nullptr);  // advances once per layer written
 
 // Rotates each row t of x (position first_position + t) in place by RoPE with
 // base theta: neox pairs channel i with i + d/2, gptj pairs 2i with 2i+1; the

@@ -58,7 +58,9 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
     total_blocks += static_cast<long long>(selected_layers(info, replay).size()) * info.num_kv_heads;
   }
 
-  Progress progress(fmt::format("sweep {}", plan.config.name), total_blocks, !options.quiet, "blocks");
+  const int to_run = outcome.jobs - outcome.skipped;
+  auto label = [&] { return fmt::format("sweep {}: jobs {}/{} done", plan.config.name, outcome.ok + outcome.failed, to_run); };
+  Progress progress(label(), total_blocks, !options.quiet, "blocks");
   const auto start = std::chrono::steady_clock::now();
   const Registry& registry = Registry::global();
   for (std::size_t d = 0; d < plan.dumps.size(); ++d) {
@@ -87,6 +89,7 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
         for (std::size_t k = c0; k < c1; ++k) writer.write_failed(plan.jobs[todo[k]].identity, e.what());
         outcome.failed += static_cast<int>(c1 - c0);
       }
+      progress.set_label(label());
     }
   }
   progress.finish();
