@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "kvlab/core/allocator.hpp"
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/core/rng.hpp"
@@ -83,6 +84,7 @@ void bench(const std::string& name, const ModelWeights& w, int context, int step
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvlab::tune_allocator();
   int threads = 2, context = 512, steps = 16, rounds = 3;
   bool large = true;
   std::string model = "data/tiny-lm/model.h5";

@@ -11,6 +11,7 @@
 #include <functional>
 #include <vector>
 
+#include "kvlab/core/allocator.hpp"
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/rng.hpp"
 #include "kvlab/quant/group_quantizer.hpp"
@@ -44,6 +45,7 @@ Matrix make_block(std::uint64_t seed, bool keys) {
 }  // namespace
 
 int main() {
+  kvlab::tune_allocator();
   std::vector<Matrix> K, V;
   for (int h = 0; h < kHeads; ++h) {
     K.push_back(make_block(2 * h + 1, true));

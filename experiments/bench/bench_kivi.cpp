@@ -5,12 +5,14 @@
 #include <cstdlib>
 #include <string>
 
+#include "kvlab/core/allocator.hpp"
 #include "bench_common.hpp"
 #include "kvlab/compressors/registry.hpp"
 
 using namespace kvlab;
 
 int main(int argc, char** argv) {
+  kvlab::tune_allocator();
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const std::string spec = argc > 2 ? argv[2] : "kivi:bits=2,group=32,residual=128";
   const int heads = 32, tokens = 4096, dim = 128, repeats = 7;

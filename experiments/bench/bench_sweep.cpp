@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kvlab/core/allocator.hpp"
 #include "bench_common.hpp"
 #include "kvlab/io/synth.hpp"
 #include "kvlab/sweep/sweep_runner.hpp"
@@ -30,6 +31,7 @@ double run(const std::string& yaml, const fs::path& out, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvlab::tune_allocator();
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const fs::path dir = fs::temp_directory_path() / fmt::format("kvlab_bench_sweep_{}", ::getpid());
   fs::create_directories(dir);

@@ -5,11 +5,13 @@
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "kvlab/core/allocator.hpp"
 #include "kvlab/core/build_info.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
 
 int main(int argc, char** argv) {
+  kvlab::tune_allocator();
   using namespace kvlab::cli;
   CLI::App app{"kvlab: replay recorded KV caches through compressors and measure error and size"};
   app.set_version_flag("--version",

@@ -66,11 +66,12 @@ void quantize_per_channel(ConstMatrixRef x, int g, float levels, MatrixRef out, 
           mx[c] = std::max(mx[c], row[c]);
         }
       } else {
+        // Branch-free selects, so the masked sweep vectorizes too.
         const std::uint8_t* m = ex->row(r).data();
+        constexpr float inf = std::numeric_limits<float>::infinity();
         for (int c = 0; c < d; ++c) {
-          if (m[c]) continue;
-          mn[c] = std::min(mn[c], row[c]);
-          mx[c] = std::max(mx[c], row[c]);
+          mn[c] = std::min(mn[c], m[c] ? inf : row[c]);
+          mx[c] = std::max(mx[c], m[c] ? -inf : row[c]);
         }
       }
     }
@@ -86,8 +87,7 @@ void quantize_per_channel(ConstMatrixRef x, int g, float levels, MatrixRef out, 
       for (int c = 0; c < d; ++c) dst[c] = dequantized(row[c], zero[c], divisor[c], scale[c], levels);
       if (ex != nullptr) {
         const std::uint8_t* m = ex->row(r).data();
-        for (int c = 0; c < d; ++c)
-          if (m[c]) dst[c] = 0.0f;
+        for (int c = 0; c < d; ++c) dst[c] = m[c] ? 0.0f : dst[c];
       }
     }
   }
@@ -107,18 +107,17 @@ void quantize_per_token(ConstMatrixRef x, int g, float levels, MatrixRef out, co
         mn = group.minCoeff();
         mx = group.maxCoeff();
       } else {
+        constexpr float inf = std::numeric_limits<float>::infinity();
         for (int c = c0; c < c0 + len; ++c) {
-          if (m[c]) continue;
-          mn = std::min(mn, row[c]);
-          mx = std::max(mx, row[c]);
+          mn = std::min(mn, m[c] ? inf : row[c]);
+          mx = std::max(mx, m[c] ? -inf : row[c]);
         }
       }
       const GroupParams p = group_params(mn, mx, levels);
       const float div = p.divisor();
       for (int c = c0; c < c0 + len; ++c) dst[c] = dequantized(row[c], p.zero, div, p.scale, levels);
       if (m != nullptr)
-        for (int c = c0; c < c0 + len; ++c)
-          if (m[c]) dst[c] = 0.0f;
+        for (int c = c0; c < c0 + len; ++c) dst[c] = m[c] ? 0.0f : dst[c];
     }
   }
 }

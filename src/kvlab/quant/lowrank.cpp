@@ -12,6 +12,41 @@ namespace {
 using ColMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 using ColMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 
+// Hot loops are plain C with a fixed 8-lane accumulation order, so GCC
+// vectorizes them for SSE2 or (via target_clones, chosen at load time) AVX2
+// and both give bit-identical results.
+#define KVLAB_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+
+// A = R·Pᵀ for row-major R [n × d] and Pt [r × d]; A [n × r] column-major.
+KVLAB_SIMD_CLONES void project_rows(const float* R, int n, int d, const float* Pt, int r, float* A) {
+  for (int i = 0; i < n; ++i) {
+    const float* row = R + static_cast<std::size_t>(i) * d;
+    for (int j = 0; j < r; ++j) {
+      const float* p = Pt + static_cast<std::size_t>(j) * d;
+      float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int c = 0;
+      for (; c + 8 <= d; c += 8)
+        for (int l = 0; l < 8; ++l) lane[l] += row[c + l] * p[c + l];
+      for (; c < d; ++c) lane[c & 7] += row[c] * p[c];
+      A[static_cast<std::size_t>(j) * n + i] =
+          ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+    }
+  }
+}
+
+// Pt = Aᵀ·R: Pt(j, :) = Σ_i A(i, j)·R(i, :), rows in order (elementwise axpys).
+KVLAB_SIMD_CLONES void accumulate_rows(const float* R, int n, int d, const float* A, int r, float* Pt) {
+  std::fill(Pt, Pt + static_cast<std::size_t>(r) * d, 0.0f);
+  for (int i = 0; i < n; ++i) {
+    const float* row = R + static_cast<std::size_t>(i) * d;
+    for (int j = 0; j < r; ++j) {
+      const float a = A[static_cast<std::size_t>(j) * n + i];
+      float* p = Pt + static_cast<std::size_t>(j) * d;
+      for (int c = 0; c < d; ++c) p[c] += a * row[c];
+    }
+  }
+}
+
 // Thin Q of a tall [n × r] matrix (n >= r), via Householder QR in double.
 ColMatrix thin_q(const ColMatrix& y) {
   const ColMatrixD yd = y.cast<double>();
@@ -37,17 +72,21 @@ LowRankFactors power_iteration(ConstMatrixRef R, int rank, int loop, Rng& rng, b
     f.P.resize(d, 0);
     return f;
   }
-  ColMatrix P(d, r);
+  // Pt = Pᵀ [r × d], row-major: each R·P and Rᵀ·A below is one streaming pass
+  // over R (r dot products / axpys per row), cheaper than GEMM packing for r ≪ d.
+  Matrix Pt(r, d);
   for (int j = 0; j < r; ++j)
-    for (int i = 0; i < d; ++i) P(i, j) = static_cast<float>(rng.normal());
+    for (int i = 0; i < d; ++i) Pt(j, i) = static_cast<float>(rng.normal());
   ColMatrix A(n, r);
+  // A contiguous copy of R (it may be a strided view) for the streaming kernels.
+  const Matrix Rc = R;
   for (int it = 0; it < loop; ++it) {
-    A.noalias() = R * P;
+    project_rows(Rc.data(), n, d, Pt.data(), r, A.data());
     A = thin_q(A);
-    P.noalias() = R.transpose() * A;
+    accumulate_rows(Rc.data(), n, d, A.data(), r, Pt.data());
   }
   f.A = A;
-  f.P = P;
+  f.P = Pt.transpose();
   if (round_fp16) {
     f.A = f.A.unaryExpr([](float v) { return round_to_fp16(v); });
     f.P = f.P.unaryExpr([](float v) { return round_to_fp16(v); });

@@ -12,10 +12,11 @@ namespace kvlab {
 namespace {
 
 // Streaming selection of the k smallest and k largest (value, position) pairs
-// of one vector, fed in position order. Both buffers are sorted ascending.
-// Because positions arrive increasing, a new (x, i) is below the current k-th
-// smallest iff x < lo.back() and above the current k-th largest iff
-// x >= hi.front(); the common case is two comparisons per element.
+// of one vector, fed in position order: a bounded max-heap keeps the k
+// smallest, a min-heap the k largest, both ordered by (value, position), so
+// ties resolve as a stable sort would. Because positions arrive increasing, a
+// new (x, i) enters the smallest set iff x < lo_thr and the largest set iff
+// x >= hi_thr; the common case is the two comparisons. O(log k) per entry.
 struct TopK {
   int k = 0;
   int nlo = 0, nhi = 0;
@@ -31,43 +32,57 @@ struct TopK {
     lo_thr = std::numeric_limits<float>::infinity();
     hi_thr = -std::numeric_limits<float>::infinity();
   }
-  void insert_lo(float x, int i) {
-    // upper_bound on value: equal values (earlier positions) stay before.
-    int p = static_cast<int>(std::upper_bound(lo_v, lo_v + nlo, x) - lo_v);
-    const int last = nlo < k ? nlo : k - 1;  // element dropped when full
-    for (int j = last; j > p; --j) {
-      lo_v[j] = lo_v[j - 1];
-      lo_i[j] = lo_i[j - 1];
+  // Sift-down / sift-up on parallel (value, index) arrays; `before(a, b)` is
+  // true when a belongs nearer the root than b.
+  template <typename Before>
+  static void sift_down(float* v, int* idx, int n, int pos, Before before) {
+    while (true) {
+      int best = pos;
+      const int l = 2 * pos + 1, r = l + 1;
+      if (l < n && before(v[l], idx[l], v[best], idx[best])) best = l;
+      if (r < n && before(v[r], idx[r], v[best], idx[best])) best = r;
+      if (best == pos) return;
+      std::swap(v[pos], v[best]);
+      std::swap(idx[pos], idx[best]);
+      pos = best;
     }
-    lo_v[p] = x;
-    lo_i[p] = i;
-    if (nlo < k) ++nlo;
-    if (nlo == k) lo_thr = lo_v[k - 1];
   }
-  void insert_hi(float x, int i) {
-    int p = static_cast<int>(std::upper_bound(hi_v, hi_v + nhi, x) - hi_v);
-    if (nhi < k) {
-      for (int j = nhi; j > p; --j) {
-        hi_v[j] = hi_v[j - 1];
-        hi_i[j] = hi_i[j - 1];
-      }
-      hi_v[p] = x;
-      hi_i[p] = i;
-      ++nhi;
-    } else {
-      // Drop the smallest (index 0), shift [1, p) down, insert at p - 1.
-      for (int j = 0; j + 1 < p; ++j) {
-        hi_v[j] = hi_v[j + 1];
-        hi_i[j] = hi_i[j + 1];
-      }
-      hi_v[p - 1] = x;
-      hi_i[p - 1] = i;
+  template <typename Before>
+  static void sift_up(float* v, int* idx, int pos, Before before) {
+    while (pos > 0) {
+      const int parent = (pos - 1) / 2;
+      if (!before(v[pos], idx[pos], v[parent], idx[parent])) return;
+      std::swap(v[pos], v[parent]);
+      std::swap(idx[pos], idx[parent]);
+      pos = parent;
     }
-    if (nhi == k) hi_thr = hi_v[0];
+  }
+  static bool larger(float a, int ai, float b, int bi) { return a > b || (a == b && ai > bi); }
+  static bool smaller(float a, int ai, float b, int bi) { return a < b || (a == b && ai < bi); }
+
+  void insert(float* v, int* idx, int& count, float x, int i, bool max_heap) {
+    auto before = [max_heap](float a, int ai, float b, int bi) {
+      return max_heap ? larger(a, ai, b, bi) : smaller(a, ai, b, bi);
+    };
+    if (count < k) {
+      v[count] = x;
+      idx[count] = i;
+      sift_up(v, idx, count++, before);
+    } else {
+      v[0] = x;  // replace the root (the worst kept entry)
+      idx[0] = i;
+      sift_down(v, idx, k, 0, before);
+    }
   }
   void push(float x, int i) {
-    if (x < lo_thr) insert_lo(x, i);
-    if (x >= hi_thr) insert_hi(x, i);
+    if (x < lo_thr) {
+      insert(lo_v, lo_i, nlo, x, i, /*max_heap=*/true);
+      if (nlo == k) lo_thr = lo_v[0];
+    }
+    if (x >= hi_thr) {
+      insert(hi_v, hi_i, nhi, x, i, /*max_heap=*/false);
+      if (nhi == k) hi_thr = hi_v[0];
+    }
   }
 };
 
@@ -86,6 +101,17 @@ struct TopKStorage {
     }
   }
 };
+
+// hit[c] = row[c] beats column c's current low or high threshold; returns
+// whether any does. Branch-free, so it vectorizes.
+bool any_beyond(const float* row, const float* lo, const float* hi, std::uint8_t* hit, int d) {
+  std::uint8_t any = 0;
+  for (int c = 0; c < d; ++c) {
+    hit[c] = static_cast<std::uint8_t>((row[c] < lo[c]) | (row[c] >= hi[c]));
+    any |= hit[c];
+  }
+  return any != 0;
+}
 
 void keep(OutlierSet& s, ConstMatrixRef x, int r, int c) {
   if (s.mask(r, c)) return;
@@ -125,19 +151,35 @@ OutlierSet extract_outliers(ConstMatrixRef x, const OutlierConfig& cfg) {
     for (int r = 0; r < n; ++r) {
       t.reset();
       const float* row = x.row(r).data();
-      for (int c = 0; c < d; ++c) t.push(row[c], c);
+      // Chunks of 16 that cannot beat the current thresholds are skipped with
+      // one vectorizable test; the thresholds only tighten, so this is exact.
+      constexpr int kChunk = 16;
+      for (int c0 = 0; c0 < d; c0 += kChunk) {
+        const int c1 = std::min(d, c0 + kChunk);
+        bool any = false;
+        for (int c = c0; c < c1; ++c) any |= (row[c] < t.lo_thr) | (row[c] >= t.hi_thr);
+        if (!any) continue;
+        for (int c = c0; c < c1; ++c) t.push(row[c], c);
+      }
       for (int j = 0; j < k; ++j) keep(s, x, r, t.lo_i[j]);
       for (int j = 0; j < k; ++j) keep(s, x, r, t.hi_i[j]);
     }
   } else {
     // All columns at once, row by row: contiguous reads of the row-major block.
+    // The thresholds live in flat arrays so the per-row test vectorizes; only
+    // the few entries that beat a threshold touch the selection structures.
     TopKStorage st(d, k);
+    std::vector<float> lo(d, std::numeric_limits<float>::infinity()), hi(d, -std::numeric_limits<float>::infinity());
+    std::vector<std::uint8_t> hit(d);
     for (int r = 0; r < n; ++r) {
       const float* row = x.row(r).data();
+      if (!any_beyond(row, lo.data(), hi.data(), hit.data(), d)) continue;
       for (int c = 0; c < d; ++c) {
+        if (!hit[c]) continue;
         TopK& t = st.sel[c];
-        const float v = row[c];
-        if (v < t.lo_thr || v >= t.hi_thr) t.push(v, r);
+        t.push(row[c], r);
+        lo[c] = t.lo_thr;
+        hi[c] = t.hi_thr;
       }
     }
     for (int c = 0; c < d; ++c) {
