@@ -3,15 +3,11 @@
 #include <fmt/format.h>
 #include <hdf5.h>
 
-#include <cerrno>
 #include <climits>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 
 #include "kvlab/core/error.hpp"
-#include "kvlab/core/fp16.hpp"
+#include "kvlab/io/hdf5_checked.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
 #include "kvlab/io/hdf5_handle.hpp"
 
@@ -20,23 +16,6 @@ namespace kvlab {
 using namespace kvlab::io;
 
 namespace {
-
-std::string layer_path(int layer, const char* name) { return fmt::format("/layers/{}/{}", layer, name); }
-
-// True when every component of `path` ("/a/b/c") exists as a link.
-bool path_exists(hid_t file, const std::string& path) {
-  std::size_t pos = 0;
-  while ((pos = path.find('/', pos + 1)) != std::string::npos) {
-    if (H5Lexists(file, path.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
-  }
-  return H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0;
-}
-
-bool is_dataset(hid_t file, const std::string& path) {
-  H5O_info_t info;
-  if (H5Oget_info_by_name(file, path.c_str(), &info, H5P_DEFAULT) < 0) return false;
-  return info.type == H5O_TYPE_DATASET;
-}
 
 const char* float_name(std::size_t bytes) {
   switch (bytes) {
@@ -51,35 +30,15 @@ const char* float_name(std::size_t bytes) {
 
 struct DumpReader::Impl {
   DumpInfo info;
-  FileHandle file;
+  CheckedFile file;
 
-  [[noreturn]] void bad(const std::string& what) const { fail("{}: {}", info.path, what); }
+  [[noreturn]] void bad(const std::string& what) const { file.bad(what); }
 
-  DatasetHandle open_dataset(const std::string& path) const {
-    if (!path_exists(file.get(), path)) bad(fmt::format("missing dataset {}", path));
-    if (!is_dataset(file.get(), path)) bad(fmt::format("{}: expected a dataset, found a group or other object", path));
-    DatasetHandle ds(H5Dopen2(file.get(), path.c_str(), H5P_DEFAULT));
-    if (!ds) bad(fmt::format("{}: cannot open dataset, file truncated or corrupt ({})", path, last_hdf5_error()));
-    return ds;
-  }
+  DatasetHandle open_dataset(const std::string& path) const { return file.open_dataset(path); }
 
-  // Checks rank, shape and float element type; returns the element size in bytes.
   std::size_t check_tensor(const std::string& path, const std::vector<hsize_t>& expected,
                            const char* dims_meaning) const {
-    DatasetHandle ds = open_dataset(path);
-    const std::vector<hsize_t> shape = dataset_shape(ds.get());
-    if (shape.size() != expected.size())
-      bad(fmt::format("{}: expected rank {} {} = {}, found rank {} {}", path, expected.size(), dims_meaning,
-                      shape_to_string(expected), shape.size(), shape_to_string(shape)));
-    if (shape != expected)
-      bad(fmt::format("{}: expected shape {} {}, found {}", path, shape_to_string(expected), dims_meaning,
-                      shape_to_string(shape)));
-    DatatypeHandle type(H5Dget_type(ds.get()));
-    const std::size_t size = H5Tget_size(type.get());
-    if (H5Tget_class(type.get()) != H5T_FLOAT || (size != 2 && size != 4 && size != 8))
-      bad(fmt::format("{}: expected float16, float32 or float64 elements, found {}", path,
-                      describe_type(type.get())));
-    return size;
+    return file.check_float_tensor(path, expected, dims_meaning);
   }
 
   int required_int(const char* name) const {
@@ -183,73 +142,27 @@ struct DumpReader::Impl {
   // Reads heads [0, heads) × tokens [0, tokens) × all channels of a rank-3
   // dataset, one head per hyperslab, straight into float32 matrices.
   std::vector<Matrix> read_tensor(const std::string& path, int heads, int tokens) const {
-    DatasetHandle ds = open_dataset(path);
-    DatatypeHandle type(H5Dget_type(ds.get()));
-    DataspaceHandle file_space(H5Dget_space(ds.get()));
+    FloatReader reader(file, path);
     const int d = info.head_dim;
-    const hsize_t mem_dims[2] = {static_cast<hsize_t>(tokens), static_cast<hsize_t>(d)};
-    DataspaceHandle mem_space(H5Screate_simple(2, mem_dims, nullptr));
-    // IEEE half, little endian (what h5py and DumpWriter store): read the raw
-    // bits and decode them ourselves, which is several times faster than
-    // HDF5's soft float16→float32 conversion. Any other float layout
-    // (big-endian, float32, float64) goes through HDF5's conversion.
-    const bool raw_half = is_ieee_half_le(type.get());
-    std::vector<std::uint16_t> half;
-    if (raw_half) half.resize(static_cast<std::size_t>(tokens) * d);
-
     std::vector<Matrix> out(static_cast<std::size_t>(heads));
     for (int h = 0; h < heads; ++h) {
       Matrix& m = out[static_cast<std::size_t>(h)];
       m.resize(tokens, d);
       if (tokens == 0) continue;
-      const hsize_t start[3] = {static_cast<hsize_t>(h), 0, 0};
-      const hsize_t count[3] = {1, static_cast<hsize_t>(tokens), static_cast<hsize_t>(d)};
-      if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0)
-        bad(fmt::format("{}: cannot select head {} ({})", path, h, last_hdf5_error()));
-      const herr_t status =
-          raw_half ? H5Dread(ds.get(), type.get(), mem_space.get(), file_space.get(), H5P_DEFAULT, half.data())
-                   : H5Dread(ds.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, m.data());
-      if (status < 0)
-        bad(fmt::format("{}: read of head {} failed, file truncated or corrupt ({})", path, h, last_hdf5_error()));
-      float* dst = m.data();
-      const std::size_t n = half.size();
-      if (raw_half)
-        for (std::size_t i = 0; i < n; ++i) dst[i] = half_bits_to_float(half[i]);
-      check_finite(path, h, m);
+      reader.read_block(m.data(), {static_cast<hsize_t>(h), 0, 0},
+                        {1, static_cast<hsize_t>(tokens), static_cast<hsize_t>(d)}, fmt::format("head {}", h),
+                        "value", [&](std::size_t i) {
+                          return fmt::format("[head {}, token {}, channel {}]", h, i / static_cast<std::size_t>(d),
+                                             i % static_cast<std::size_t>(d));
+                        });
     }
     return out;
-  }
-
-  void check_finite(const std::string& path, int head, const Matrix& m) const {
-    if (m.allFinite()) return;
-    for (Eigen::Index t = 0; t < m.rows(); ++t)
-      for (Eigen::Index c = 0; c < m.cols(); ++c)
-        if (!std::isfinite(m(t, c)))
-          bad(fmt::format("{}: non-finite value {} at [head {}, token {}, channel {}]", path, m(t, c), head, t, c));
   }
 };
 
 DumpReader::DumpReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
-  silence_hdf5_errors();
   impl_->info.path = path;
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) fail("{}: no such file", path);
-  if (fs::is_directory(status)) fail("{}: is a directory, expected a kvdump HDF5 file", path);
-  if (std::FILE* probe = std::fopen(path.c_str(), "rb")) {
-    std::fclose(probe);
-  } else {
-    fail("{}: cannot be read ({})", path, std::strerror(errno));
-  }
-  if (fs::file_size(path, ec) == 0) fail("{}: not an HDF5 file (the file is empty)", path);
-  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
-  if (is_hdf5 <= 0) fail("{}: not an HDF5 file (no HDF5 signature found)", path);
-  impl_->file = FileHandle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!impl_->file) {
-    const std::string reason = last_hdf5_error();
-    fail("{}: HDF5 file is truncated or corrupt, cannot be opened ({})", path, reason.empty() ? "unknown" : reason);
-  }
+  impl_->file = CheckedFile(path, "kvdump");
   impl_->validate();
 }
 

@@ -3,16 +3,13 @@
 #include <fmt/format.h>
 #include <hdf5.h>
 
-#include <cerrno>
 #include <climits>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 
 #include "kvlab/core/error.hpp"
 #include "kvlab/core/fp16.hpp"
 #include "kvlab/core/rng.hpp"
+#include "kvlab/io/hdf5_checked.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
 #include "kvlab/io/hdf5_handle.hpp"
 
@@ -54,59 +51,25 @@ void validate_config(const ModelConfig& c, const std::string& where) {
 
 namespace {
 
-std::string layer_path(int layer, const char* name) { return fmt::format("/layers/{}/{}", layer, name); }
-
-bool path_exists(hid_t file, const std::string& path) {
-  std::size_t pos = 0;
-  while ((pos = path.find('/', pos + 1)) != std::string::npos)
-    if (H5Lexists(file, path.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
-  return H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0;
-}
-
-bool is_dataset(hid_t file, const std::string& path) {
-  H5O_info_t info;
-  if (H5Oget_info_by_name(file, path.c_str(), &info, H5P_DEFAULT) < 0) return false;
-  return info.type == H5O_TYPE_DATASET;
-}
-
 class ModelFile {
  public:
-  explicit ModelFile(const std::string& path) : path_(path) {
-    silence_hdf5_errors();
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::file_status status = fs::status(path, ec);
-    if (!fs::exists(status)) fail("{}: no such file", path);
-    if (fs::is_directory(status)) fail("{}: is a directory, expected a kvlab-model HDF5 file", path);
-    if (std::FILE* probe = std::fopen(path.c_str(), "rb")) {
-      std::fclose(probe);
-    } else {
-      fail("{}: cannot be read ({})", path, std::strerror(errno));
-    }
-    if (fs::file_size(path, ec) == 0) fail("{}: not an HDF5 file (the file is empty)", path);
-    if (H5Fis_hdf5(path.c_str()) <= 0) fail("{}: not an HDF5 file (no HDF5 signature found)", path);
-    file_ = FileHandle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    if (!file_) {
-      const std::string reason = last_hdf5_error();
-      fail("{}: HDF5 file is truncated or corrupt, cannot be opened ({})", path, reason.empty() ? "unknown" : reason);
-    }
-  }
+  explicit ModelFile(const std::string& path) : file_(path, "kvlab-model") {}
 
-  [[noreturn]] void bad(const std::string& what) const { fail("{}: {}", path_, what); }
+  [[noreturn]] void bad(const std::string& what) const { file_.bad(what); }
 
   int required_int(const char* name) const {
-    const auto v = read_int_attribute(file_.get(), name, path_, "/");
+    const auto v = read_int_attribute(file_.get(), name, file_.path(), "/");
     if (!v) bad(fmt::format("missing root attribute '{}' (required integer)", name));
     if (*v <= 0 || *v > INT_MAX) bad(fmt::format("root attribute '{}': expected a positive integer, found {}", name, *v));
     return static_cast<int>(*v);
   }
   double required_float(const char* name) const {
-    const auto v = read_float_attribute(file_.get(), name, path_, "/");
+    const auto v = read_float_attribute(file_.get(), name, file_.path(), "/");
     if (!v) bad(fmt::format("missing root attribute '{}' (required number)", name));
     return *v;
   }
   std::string required_string(const char* name, const char* expected) const {
-    const auto v = read_string_attribute(file_.get(), name, path_, "/");
+    const auto v = read_string_attribute(file_.get(), name, file_.path(), "/");
     if (!v) bad(fmt::format("missing root attribute '{}' (expected {})", name, expected));
     return *v;
   }
@@ -115,7 +78,7 @@ class ModelFile {
     const std::string format = required_string("format", "\"kvlab-model\"");
     if (format != "kvlab-model")
       bad(fmt::format("root attribute 'format': expected \"kvlab-model\", found \"{}\"", format));
-    const auto version = read_int_attribute(file_.get(), "version", path_, "/");
+    const auto version = read_int_attribute(file_.get(), "version", file_.path(), "/");
     if (!version) bad("missing root attribute 'version' (expected 1)");
     if (*version != 1)
       bad(fmt::format("root attribute 'version': expected 1, found {} (this kvlab reads kvlab-model version 1)",
@@ -137,63 +100,29 @@ class ModelFile {
       bad(fmt::format("root attribute 'rope_style': expected \"neox\" or \"gptj\", found \"{}\"", style));
     c.rope_style = parse_rope_style(style);
     c.rms_norm_eps = required_float("rms_norm_eps");
-    const auto tie = read_int_attribute(file_.get(), "tie_word_embeddings", path_, "/");
+    const auto tie = read_int_attribute(file_.get(), "tie_word_embeddings", file_.path(), "/");
     if (!tie) bad("missing root attribute 'tie_word_embeddings' (expected 0 or 1)");
     if (*tie != 0 && *tie != 1) bad(fmt::format("root attribute 'tie_word_embeddings': expected 0 or 1, found {}", *tie));
     c.tie_word_embeddings = *tie == 1;
-    c.model = read_string_attribute(file_.get(), "model", path_, "/").value_or("");
-    validate_config(c, path_);
+    c.model = read_string_attribute(file_.get(), "model", file_.path(), "/").value_or("");
+    validate_config(c, file_.path());
     return c;
   }
 
-  bool exists(const std::string& path) const { return path_exists(file_.get(), path); }
-
-  DatasetHandle open(const std::string& path) const {
-    if (!path_exists(file_.get(), path)) bad(fmt::format("missing dataset {}", path));
-    if (!is_dataset(file_.get(), path)) bad(fmt::format("{}: expected a dataset, found a group or other object", path));
-    DatasetHandle ds(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT));
-    if (!ds) bad(fmt::format("{}: cannot open dataset, file truncated or corrupt ({})", path, last_hdf5_error()));
-    return ds;
-  }
+  bool exists(const std::string& path) const { return file_.exists(path); }
 
   // Checks shape and float element type of `path` (dims_meaning names the
   // dimensions in messages).
   void check(const std::string& path, const std::vector<hsize_t>& expected, const std::string& meaning) const {
-    DatasetHandle ds = open(path);
-    const std::vector<hsize_t> shape = dataset_shape(ds.get());
-    if (shape.size() != expected.size())
-      bad(fmt::format("{}: expected rank {} {} = {}, found rank {} {}", path, expected.size(), meaning,
-                      shape_to_string(expected), shape.size(), shape_to_string(shape)));
-    if (shape != expected)
-      bad(fmt::format("{}: expected shape {} {}, found {}", path, shape_to_string(expected), meaning,
-                      shape_to_string(shape)));
-    DatatypeHandle type(H5Dget_type(ds.get()));
-    const std::size_t size = H5Tget_size(type.get());
-    if (H5Tget_class(type.get()) != H5T_FLOAT || (size != 2 && size != 4 && size != 8))
-      bad(fmt::format("{}: expected float16 or float32 elements, found {}", path, describe_type(type.get())));
+    file_.check_float_tensor(path, expected, meaning);
   }
 
   // Reads a checked dataset of `count` elements into `dst` (float32) and
   // checks finiteness.
   void read(const std::string& path, float* dst, std::size_t count, std::size_t cols) const {
-    DatasetHandle ds = open(path);
-    DatatypeHandle type(H5Dget_type(ds.get()));
-    herr_t status;
-    if (is_ieee_half_le(type.get())) {
-      std::vector<std::uint16_t> half(count);
-      status = H5Dread(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, half.data());
-      if (status >= 0)
-        for (std::size_t i = 0; i < count; ++i) dst[i] = half_bits_to_float(half[i]);
-    } else {
-      status = H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
-    }
-    if (status < 0) bad(fmt::format("{}: read failed, file truncated or corrupt ({})", path, last_hdf5_error()));
-    for (std::size_t i = 0; i < count; ++i)
-      if (!std::isfinite(dst[i])) {
-        if (cols > 1)
-          bad(fmt::format("{}: non-finite weight {} at [{}, {}]", path, dst[i], i / cols, i % cols));
-        bad(fmt::format("{}: non-finite weight {} at [{}]", path, dst[i], i));
-      }
+    FloatReader(file_, path).read_all(dst, count, "weight", [cols](std::size_t i) {
+      return cols > 1 ? fmt::format("[{}, {}]", i / cols, i % cols) : fmt::format("[{}]", i);
+    });
   }
 
   Matrix read_matrix(const std::string& path, int rows, int cols) const {
@@ -207,11 +136,10 @@ class ModelFile {
     return v;
   }
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_.path(); }
 
  private:
-  std::string path_;
-  FileHandle file_;
+  CheckedFile file_;
 };
 
 struct TensorSpec {
