@@ -15,28 +15,19 @@
 #include "kvlab/metrics/attention_scores.hpp"
 #include "kvlab/metrics/tensor_error.hpp"
 #include "kvlab/quant/group_quantizer.hpp"
+#include "test_support.hpp"
 
 using namespace kvlab;
+using test::random_matrix;
 using Catch::Matchers::Contains;
 
 namespace {
 
-Matrix random_matrix(int rows, int cols, Rng& rng, double scale = 1.0) {
-  Matrix m(rows, cols);
-  for (int i = 0; i < rows; ++i)
-    for (int j = 0; j < cols; ++j) m(i, j) = static_cast<float>(scale * rng.normal());
-  return m;
-}
-
 BlockContext context(int d, int prompt, int total, int group = 1, int layer = 0, int layers = 1) {
-  BlockContext c;
+  BlockContext c = test::block_context(d, total, prompt, 11);
   c.layer = layer;
   c.num_layers = layers;
-  c.head_dim = d;
   c.group_size = group;
-  c.prompt_len = prompt;
-  c.max_tokens = total;
-  c.seed = 11;
   return c;
 }
 

@@ -16,26 +16,15 @@
 #include "kvlab/io/dump_writer.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
 #include "kvlab/io/hdf5_handle.hpp"
+#include "test_support.hpp"
 
 using namespace kvlab;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
+using test::RawFile;
+using test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "kvlab_dump_io_XXXXXX").string();
-    KVLAB_ASSERT(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 DumpInfo small_info(bool queries = true, int heads = 4, int kv_heads = 2) {
   DumpInfo info;
@@ -86,31 +75,6 @@ std::vector<LayerData> write_dump(const std::string& path, const DumpInfo& info,
   return layers;
 }
 
-// Raw HDF5 access to corrupt a valid dump in specific ways.
-struct RawFile {
-  io::FileHandle file;
-  explicit RawFile(const std::string& path) : file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {
-    KVLAB_ASSERT(file.valid());
-  }
-  hid_t id() const { return file.get(); }
-  void remove(const std::string& path) { KVLAB_ASSERT(H5Ldelete(id(), path.c_str(), H5P_DEFAULT) >= 0); }
-  void remove_attr(const char* name) { KVLAB_ASSERT(H5Adelete(id(), name) >= 0); }
-  // Creates `path` with the given shape and file type, filled from `values` (memory type float or double).
-  void create(const std::string& path, std::vector<hsize_t> shape, hid_t file_type, const void* data = nullptr,
-              hid_t mem_type = H5T_NATIVE_FLOAT) {
-    io::DataspaceHandle space(H5Screate_simple(static_cast<int>(shape.size()), shape.data(), nullptr));
-    io::DatasetHandle ds(
-        H5Dcreate2(id(), path.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    KVLAB_ASSERT(ds.valid());
-    if (data) KVLAB_ASSERT(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
-  }
-  void replace(const std::string& path, std::vector<hsize_t> shape, hid_t file_type, const void* data = nullptr,
-               hid_t mem_type = H5T_NATIVE_FLOAT) {
-    remove(path);
-    create(path, std::move(shape), file_type, data, mem_type);
-  }
-};
-
 std::vector<float> flatten(const std::vector<Matrix>& heads) {
   std::vector<float> out;
   for (const Matrix& m : heads) out.insert(out.end(), m.data(), m.data() + m.size());
@@ -121,7 +85,7 @@ std::vector<float> flatten(const std::vector<Matrix>& heads) {
 
 TEST_CASE("dump round trip float32 is exact, with GQA, queries, tokens and attributes", "[io]") {
   io::silence_hdf5_errors();
-  TempDir dir;
+  TempDir dir("kvlab_dump_io_");
   const std::string path = dir.file("rt32.h5");
   const DumpInfo info = small_info();
   const auto layers = write_dump(path, info, /*float16=*/false);
@@ -177,7 +141,7 @@ TEST_CASE("dump round trip float32 is exact, with GQA, queries, tokens and attri
 }
 
 TEST_CASE("dump round trip float16 rounds like an FP16 cache and is readable", "[io]") {
-  TempDir dir;
+  TempDir dir("kvlab_dump_io_");
   const std::string path = dir.file("rt16.h5");
   DumpInfo info = small_info(/*queries=*/false, /*heads=*/8, /*kv_heads=*/2);
   info.rope.reset();
@@ -222,7 +186,7 @@ TEST_CASE("dump round trip float16 rounds like an FP16 cache and is readable", "
 }
 
 TEST_CASE("writer rejects values beyond the float16 range and wrong shapes", "[io]") {
-  TempDir dir;
+  TempDir dir("kvlab_dump_io_");
   const std::string path = dir.file("w.h5");
   const DumpInfo info = small_info();
   DumpWriter writer(path, info);
@@ -237,7 +201,7 @@ TEST_CASE("writer rejects values beyond the float16 range and wrong shapes", "[i
 }
 
 TEST_CASE("reader accepts float64 datasets, big-endian halves and any integer / string attribute type", "[io]") {
-  TempDir dir;
+  TempDir dir("kvlab_dump_io_");
   const std::string path = dir.file("f64.h5");
   const DumpInfo info = small_info();
   const auto layers = write_dump(path, info);
@@ -277,7 +241,7 @@ TEST_CASE("reader accepts float64 datasets, big-endian halves and any integer / 
 }
 
 TEST_CASE("reader reports every validation error with file and key", "[io]") {
-  TempDir dir;
+  TempDir dir("kvlab_dump_io_");
   const std::string path = dir.file("bad.h5");
   const DumpInfo info = small_info();
   write_dump(path, info);
@@ -368,7 +332,7 @@ TEST_CASE("reader reports every validation error with file and key", "[io]") {
 }
 
 TEST_CASE("reader names the first non-finite value", "[io]") {
-  TempDir dir;
+  TempDir dir("kvlab_dump_io_");
   for (const bool f16 : {false, true}) {
     for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
       const std::string path = dir.file(fmt::format("nan_{}_{}.h5", f16, std::isnan(bad)));
@@ -396,7 +360,7 @@ TEST_CASE("reader names the first non-finite value", "[io]") {
 }
 
 TEST_CASE("reader distinguishes missing, non-HDF5, empty and truncated files", "[io]") {
-  TempDir dir;
+  TempDir dir("kvlab_dump_io_");
   SECTION("missing file") {
     const std::string path = dir.file("nope.h5");
     REQUIRE_THROWS_WITH(DumpReader(path), Contains(path) && Contains("no such file"));

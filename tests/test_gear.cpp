@@ -4,6 +4,7 @@
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/stream_state.hpp"
 #include "kvlab/core/rng.hpp"
+#include "test_support.hpp"
 
 using namespace kvlab;
 
@@ -22,11 +23,7 @@ Matrix synthetic(int n, int d, std::uint64_t seed, bool outliers) {
 }
 
 BlockContext context(int d, int tokens, std::uint64_t seed = 1) {
-  BlockContext c;
-  c.head_dim = d;
-  c.max_tokens = tokens;
-  c.prompt_len = tokens;
-  c.seed = seed;
+  BlockContext c = test::block_context(d, tokens, tokens, seed);
   c.num_kv_heads = 8;
   return c;
 }
@@ -39,8 +36,7 @@ struct Run {
 Run run(const std::string& spec, const Matrix& K, const Matrix& V, int prompt, std::uint64_t seed = 1) {
   auto comp = Registry::global().build(spec);
   Run r{comp->new_state(context(static_cast<int>(K.cols()), static_cast<int>(K.rows()), seed)), 0, 0};
-  r.state->prefill(K.topRows(prompt), V.topRows(prompt), {});
-  for (int t = prompt; t < K.rows(); ++t) r.state->append(K.row(t), V.row(t), {});
+  test::feed(*r.state, K, V, prompt, static_cast<int>(K.rows()));
   const CacheView v = r.state->view();
   r.k_err = (v.keys - K).norm() / K.norm();
   r.v_err = (v.values - V).norm() / V.norm();

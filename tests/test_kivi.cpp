@@ -6,31 +6,19 @@
 #include "kvlab/compressors/stream_state.hpp"
 #include "kvlab/core/rng.hpp"
 #include "kvlab/quant/group_quantizer.hpp"
+#include "test_support.hpp"
 
 using namespace kvlab;
+using test::random_matrix;
 
 namespace {
 
-Matrix random_matrix(int n, int d, std::uint64_t seed) {
-  Rng rng(seed);
-  Matrix m(n, d);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < d; ++j) m(i, j) = static_cast<float>(rng.normal());
-  return m;
-}
-
-BlockContext context(int d, int tokens) {
-  BlockContext c;
-  c.head_dim = d;
-  c.max_tokens = tokens;
-  return c;
-}
+BlockContext context(int d, int tokens) { return test::block_context(d, tokens, 0); }
 
 // Feeds prefill of p tokens then `steps` decode tokens.
 std::unique_ptr<CacheState> feed(const Compressor& c, const Matrix& k, const Matrix& v, int p, int steps) {
   auto s = c.new_state(context(static_cast<int>(k.cols()), static_cast<int>(k.rows())));
-  s->prefill(k.topRows(p), v.topRows(p), {});
-  for (int t = p; t < p + steps; ++t) s->append(k.row(t), v.row(t), {});
+  test::feed(*s, k, v, p, p + steps);
   return s;
 }
 

@@ -19,9 +19,11 @@
 #include "kvlab/model/decode_compare.hpp"
 #include "kvlab/model/llama_forward.hpp"
 #include "kvlab/model/model_file.hpp"
+#include "test_support.hpp"
 
 using namespace kvlab;
 namespace fs = std::filesystem;
+using test::TempDir;
 
 namespace {
 
@@ -162,19 +164,6 @@ Matrix forward_logits(const ModelWeights& w, const std::vector<std::int64_t>& to
   return out;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / fmt::format("kvlab_test_model_{}", static_cast<long>(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
 std::string error_of(const std::string& path) {
   try {
     load_model(path);
@@ -288,7 +277,7 @@ TEST_CASE("decode_compare: a 2-bit compressor drifts; KL/CE are consistent", "[m
 }
 
 TEST_CASE("model files: round trip and clear errors", "[model]") {
-  TempDir dir;
+  TempDir dir("kvlab_test_model_");
   const ModelWeights w = random_model(tiny_config(RopeStyle::Gptj, 4, 2, false), 41, true);
   const std::string good = dir.file("good.h5");
   write_model(w, good);

@@ -7,26 +7,17 @@
 #include "kvlab/core/fp16.hpp"
 #include "kvlab/core/rng.hpp"
 #include "kvlab/quant/group_quantizer.hpp"
+#include "test_support.hpp"
 
 using namespace kvlab;
+using test::random_matrix;
 
 namespace {
 
-Matrix random_matrix(int rows, int cols, Rng& rng, double scale = 1.0) {
-  Matrix m(rows, cols);
-  for (int i = 0; i < rows; ++i)
-    for (int j = 0; j < cols; ++j) m(i, j) = static_cast<float>(scale * rng.normal());
-  return m;
-}
-
 BlockContext context(int d, int total, std::uint64_t seed = 1, int layer = 0, int head = 0) {
-  BlockContext c;
+  BlockContext c = test::block_context(d, total, total, seed);
   c.layer = layer;
   c.kv_head = head;
-  c.head_dim = d;
-  c.prompt_len = total;
-  c.max_tokens = total;
-  c.seed = seed;
   return c;
 }
 
@@ -142,8 +133,7 @@ TEST_CASE("qjl grows past the max_tokens capacity hint", "[qjl]") {
   Rng rng(2);
   const Matrix k = random_matrix(20, d, rng), q = random_matrix(1, d, rng);
   auto st = Registry::global().build("qjl:sketch=16,buffer=2")->new_state(context(d, 3));
-  st->prefill(k.topRows(3), k.topRows(3), QueryGroup{});
-  for (int t = 3; t < 20; ++t) st->append(k.row(t), k.row(t), QueryGroup{});
+  test::feed(*st, k, k, 3, 20);
   Matrix out(1, 20);
   st->key_logits(q, out);
   CHECK(st->bits().total() == qjl_bits(20, d, 16, 2, 32, 2));

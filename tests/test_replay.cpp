@@ -10,6 +10,7 @@
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/io/synth.hpp"
 #include "kvlab/replay/job_summary.hpp"
+#include "test_support.hpp"
 
 using namespace kvlab;
 namespace fs = std::filesystem;
@@ -17,13 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string tiny_dump() {
-  static const std::string path = [] {
-    const fs::path p = fs::temp_directory_path() / fmt::format("kvlab_test_replay_{}.h5", ::getpid());
-    SynthOptions o;
-    o.preset = "tiny";
-    write_synth_dump(p.string(), o, 1);
-    return p.string();
-  }();
+  static const std::string path = test::write_tiny_dump(test::process_temp_path("kvlab_test_replay") += ".h5");
   return path;
 }
 

@@ -9,6 +9,7 @@
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/synth.hpp"
 #include "kvlab/sweep/sweep_plan.hpp"
+#include "test_support.hpp"
 
 using namespace kvlab;
 namespace fs = std::filesystem;
@@ -17,13 +18,10 @@ namespace {
 
 fs::path temp_dir() {
   static const fs::path dir = [] {
-    const fs::path d = fs::temp_directory_path() / fmt::format("kvlab_test_sweep_{}", ::getpid());
+    const fs::path d = test::process_temp_path("kvlab_test_sweep");
     fs::create_directories(d);
-    SynthOptions o;
-    o.preset = "tiny";
-    write_synth_dump((d / "a.h5").string(), o, 1);
-    o.with_queries = false;
-    write_synth_dump((d / "noq.h5").string(), o, 1);
+    test::write_tiny_dump(d / "a.h5");
+    test::write_tiny_dump(d / "noq.h5", /*with_queries=*/false);
     return d;
   }();
   return dir;
