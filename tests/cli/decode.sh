@@ -4,12 +4,8 @@
 # then the bundled model + dump when present.
 # $1 = kvlab binary, $2 = source dir.
 set -euo pipefail
-KVLAB=$1
-SRC=$2
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.bash" "$@"
 PY=/usr/bin/python3
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 if ! $PY -c "import h5py, numpy" 2>/dev/null; then
   echo "SKIP: /usr/bin/python3 lacks h5py/numpy"
