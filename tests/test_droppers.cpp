@@ -44,6 +44,23 @@ Block random_block(int t, int d, int heads, std::uint64_t seed) {
   return b;
 }
 
+// One query head aligned with `u` (channel 0): keys planted as 8·u become
+// heavy hitters. Small random keys, unit-scale values.
+RowVector unit_row(int d) {
+  RowVector u = RowVector::Zero(d);
+  u[0] = 1;
+  return u;
+}
+
+Block heavy_hitter_block(int total, int d, const RowVector& u) {
+  Rng rng(3);
+  Block b{random_matrix(total, d, rng, 0.3), random_matrix(total, d, rng), {}};
+  Matrix q = random_matrix(total, d, rng, 0.3);
+  for (int i = 0; i < total; ++i) q.row(i) += 4.0f * u;
+  b.q.push_back(q);
+  return b;
+}
+
 QueryGroup rows_of(const Block& b, int start, int count) {
   QueryGroup g;
   for (const Matrix& m : b.q) g.emplace_back(m.middleRows(start, count));
@@ -123,13 +140,8 @@ struct RefH2o {
 
 TEST_CASE("h2o keeps planted heavy hitters and the exact recent window; evictions are permanent", "[h2o]") {
   const int d = 16, p = 100, total = 160;
-  Rng rng(3);
-  Block b{random_matrix(total, d, rng, 0.3), random_matrix(total, d, rng), {}};
-  RowVector u = RowVector::Zero(d);
-  u[0] = 1;
-  Matrix q = random_matrix(total, d, rng, 0.3);
-  for (int i = 0; i < total; ++i) q.row(i) += 4.0f * u;
-  b.q.push_back(q);
+  const RowVector u = unit_row(d);
+  Block b = heavy_hitter_block(total, d, u);
   std::set<int> planted;
   for (int i = 2; i < 60; i += 6) {
     b.k.row(i) = 8.0f * u;
@@ -356,13 +368,8 @@ TEST_CASE("pyramidkv over snapkv and h2o: per-layer kept counts follow the sched
 
 TEST_CASE("composition: h2o over a per-token quantizer", "[compose]") {
   const int d = 64, p = 100, total = 120, group = 32;
-  Rng rng(3);
-  Block b{random_matrix(total, d, rng, 0.3), random_matrix(total, d, rng), {}};
-  RowVector u = RowVector::Zero(d);
-  u[0] = 1;
-  Matrix q = random_matrix(total, d, rng, 0.3);
-  for (int i = 0; i < total; ++i) q.row(i) += 4.0f * u;
-  b.q.push_back(q);
+  const RowVector u = unit_row(d);
+  Block b = heavy_hitter_block(total, d, u);
   for (int i = 2; i < 60; i += 6) b.k.row(i) = 8.0f * u;
 
   const std::string inner = "uniform:bits=4,group=32,axis=token";
