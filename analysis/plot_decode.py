@@ -23,18 +23,30 @@ import sys
 import numpy as np
 
 
-def load(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
+def _run(rows, label):
     col = lambda k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows])
-    # Label: the file's method name (kivi-2bit.teacher.csv -> kivi-2bit), else the spec.
-    base = os.path.basename(path)
-    label = base.split(".")[0] if base.count(".") >= 2 else rows[0]["compressor"]
     return {"compressor": label, "mode": rows[0]["mode"], "step": col("step"), "kl": col("kl"),
             "top1": col("top1_agree"), "hidden": col("hidden_rel"),
             "match": np.array([r["token_ref"] == r["token_comp"] for r in rows], dtype=float)}
+
+
+def load(path):
+    """Runs in one CSV: a `kvlab decode --csv` file holds one; a sweep's
+    decode_steps.csv (with a job_id column) holds one per job."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "kl" not in rows[0]:
+        return []
+    if "job_id" in rows[0]:
+        jobs = {}
+        for r in rows:
+            jobs.setdefault(r["job_id"], []).append(r)
+        many_dumps = len({r["dump"] for r in rows}) > 1
+        return [_run(js, js[0]["compressor"] + (f" [{js[0]['dump']}]" if many_dumps else "")) for js in jobs.values()]
+    # Label: the file's method name (kivi-2bit.teacher.csv -> kivi-2bit), else the spec.
+    base = os.path.basename(path)
+    label = base.split(".")[0] if base.count(".") >= 2 else rows[0]["compressor"]
+    return [_run(rows, label)]
 
 
 def running_mean(x, w):
@@ -61,7 +73,7 @@ def main(argv=None):
     files = []
     for p in args.inputs:
         files += sorted(glob.glob(os.path.join(p, "*.csv"))) if os.path.isdir(p) else [p]
-    runs = [r for r in (load(f) for f in files) if r is not None]
+    runs = [r for f in files for r in load(f)]
     if not runs:
         print(f"plot_decode: no decode CSVs in {args.inputs}", file=sys.stderr)
         return 1
@@ -90,8 +102,14 @@ def main(argv=None):
     ax[1, 1].set(xlabel="decode step", ylabel="token match rate (cumulative)", title="free-running greedy generation")
     for a in ax.flat:
         a.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=colors[m], label=m) for m in methods]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(methods), 6), fontsize=9, frameon=False)
+    short = lambda m: m if len(m) <= 48 else m[:47] + "…"  # canonical specs can be long
+    handles = [plt.Line2D([], [], color=colors[m], label=short(m)) for m in methods]
+    if not any(r["mode"] == "free" for r in runs):  # the free-running panel is empty: legend goes there
+        ax[1, 1].axis("off")
+        ax[1, 1].set_title("")
+        ax[1, 1].legend(handles=handles, loc="center", fontsize=8, frameon=False, title="compressor")
+    else:
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(methods), 3), fontsize=8, frameon=False)
     fig.suptitle("Model in the loop: compressed vs. uncompressed KV cache (kvlab decode)")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

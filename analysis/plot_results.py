@@ -81,6 +81,13 @@ def make_outputs(results: Results, out: Path, budgets: list[float],
     else:
         print("warning: no layers.csv rows; heatmaps skipped", file=sys.stderr)
 
+    decode_csv = results.folder / "decode_steps.csv"
+    if decode_csv.exists():  # the sweep had a model in the loop
+        import plot_decode  # noqa: E402  (sibling script)
+        prefix = out / "model_in_the_loop"
+        if plot_decode.main([str(decode_csv), "--out", str(prefix)]) == 0:
+            files += [prefix.with_suffix(".png"), prefix.with_suffix(".pdf")]
+
     files.append(write_report(results, fronts, to_markdown(budget_table), files, out))
     return files
 

@@ -5,6 +5,7 @@
 
 #include "kvlab/core/csv.hpp"
 #include "kvlab/core/hash.hpp"
+#include "kvlab/model/decode_compare.hpp"
 
 namespace kvlab {
 
@@ -55,11 +56,46 @@ std::vector<std::string> identity_fields(const JobIdentity& id, const std::vecto
 
 }  // namespace
 
-std::vector<std::string> summary_header(const std::vector<std::string>& param_names) {
+std::vector<std::string> summary_header(const std::vector<std::string>& param_names, bool decode) {
   std::vector<std::string> h{"job_id", "status", "error", "dump", "method", "family", "spec"};
   for (const auto& p : param_names) h.push_back("param." + p);
   h.insert(h.end(), kMetricColumns.begin(), kMetricColumns.end());
+  if (decode) h.insert(h.end(), decode_summary_columns().begin(), decode_summary_columns().end());
   return h;
+}
+
+const std::vector<std::string>& decode_summary_columns() {
+  static const std::vector<std::string> columns = {
+      "decode_mode", "decode_steps", "decode_mean_kl", "decode_max_kl", "decode_top1", "decode_hidden_rel_mean",
+      "decode_hidden_rel_final", "decode_ppl_ratio", "decode_first_divergence", "decode_match_rate",
+      "decode_compression_ratio"};
+  return columns;
+}
+
+std::vector<std::string> decode_summary_fields(const DecodeResult& r) {
+  return {r.free_running ? "free" : "teacher", csv_number(static_cast<int>(r.steps.size())), csv_number(r.mean_kl),
+          csv_number(r.max_kl), csv_number(r.top1_agreement), csv_number(r.mean_hidden_rel),
+          csv_number(r.final_hidden_rel), csv_number(r.ppl_ratio),
+          r.free_running ? csv_number(r.first_divergence) : std::string(), csv_number(r.token_match_rate),
+          csv_number(r.compression_ratio)};
+}
+
+std::vector<std::string> decode_steps_header(int num_layers) {
+  std::vector<std::string> h{"job_id", "dump"};
+  const std::vector<std::string> rest = csv_split(decode_csv_header(num_layers));
+  h.insert(h.end(), rest.begin(), rest.end());
+  return h;
+}
+
+std::vector<std::vector<std::string>> decode_steps_rows(const JobIdentity& id, const DecodeResult& r) {
+  std::vector<std::vector<std::string>> rows;
+  for (const DecodeStep& s : r.steps) {
+    std::vector<std::string> row{id.job_id, id.dump};
+    const std::vector<std::string> rest = csv_split(decode_csv_row(r, s));
+    row.insert(row.end(), rest.begin(), rest.end());
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 std::vector<std::string> summary_row(const JobIdentity& id, const std::vector<std::string>& param_names,

@@ -24,7 +24,7 @@ struct JobIdentity {
 JobIdentity make_identity(const ResolvedSpec& spec, const std::string& dump_label, const std::string& dump_path,
                           const ReplayOptions& opts);
 
-std::vector<std::string> summary_header(const std::vector<std::string>& param_names);
+std::vector<std::string> summary_header(const std::vector<std::string>& param_names, bool decode = false);
 std::vector<std::string> summary_row(const JobIdentity& id, const std::vector<std::string>& param_names,
                                      const JobSummary& s);
 std::vector<std::string> failed_summary_row(const JobIdentity& id, const std::vector<std::string>& param_names,
@@ -35,6 +35,14 @@ std::vector<std::vector<std::string>> layers_rows(const JobIdentity& id, const J
 
 std::vector<std::string> steps_header();
 std::vector<std::vector<std::string>> steps_rows(const JobIdentity& id, const std::vector<StepSummary>& steps);
+
+// Model in the loop: extra summary columns and decode_steps.csv rows (the
+// columns of `kvlab decode --csv`, prefixed by the job's identity).
+struct DecodeResult;
+const std::vector<std::string>& decode_summary_columns();
+std::vector<std::string> decode_summary_fields(const DecodeResult& r);
+std::vector<std::string> decode_steps_header(int num_layers);
+std::vector<std::vector<std::string>> decode_steps_rows(const JobIdentity& id, const DecodeResult& r);
 
 // Sorted union of the parameter names of the given methods.
 std::vector<std::string> parameter_columns(const std::vector<const MethodInfo*>& methods);

@@ -61,17 +61,18 @@ void write_all(int fd, const std::string& data, const std::string& file) {
 
 }  // namespace
 
-ResultsWriter::ResultsWriter(std::string dir, std::vector<std::string> param_names, bool resume)
-    : dir_(std::move(dir)), param_names_(std::move(param_names)) {
+ResultsWriter::ResultsWriter(std::string dir, std::vector<std::string> param_names, bool resume, int decode_layers)
+    : dir_(std::move(dir)), param_names_(std::move(param_names)), decode_layers_(decode_layers) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) fail("{}: cannot create results folder: {}", dir_, ec.message());
 
-  const std::vector<std::pair<std::string, std::vector<std::string>>> files = {
-      {"summary.csv", summary_header(param_names_)},
+  std::vector<std::pair<std::string, std::vector<std::string>>> files = {
+      {"summary.csv", summary_header(param_names_, decode_layers_ > 0)},
       {"layers.csv", layers_header()},
       {"steps.csv", steps_header()},
       {"timing.csv", timing_header()}};
+  if (decode_layers_ > 0) files.push_back({"decode_steps.csv", decode_steps_header(decode_layers_)});
 
   const fs::path summary = fs::path(dir_) / "summary.csv";
   if (resume && fs::exists(summary)) {
@@ -115,17 +116,26 @@ void ResultsWriter::append_rows(const std::string& file, const std::vector<std::
 }
 
 void ResultsWriter::write_job(const JobIdentity& id, const JobResult& job, const JobSummary& summary,
-                              double wall_seconds, int threads) {
+                              double wall_seconds, int threads, const DecodeResult* decode) {
+  KVLAB_ASSERT((decode != nullptr) == (decode_layers_ > 0));
   append_rows("layers.csv", layers_rows(id, job));
+  if (decode) append_rows("decode_steps.csv", decode_steps_rows(id, *decode));
   append_rows("steps.csv", steps_rows(id, summarize_steps(job)));
   append_rows("timing.csv", {{id.job_id, id.spec, id.dump, fmt::format("{:.4f}", wall_seconds),
                               fmt::format("{}", threads)}});
-  append_rows("summary.csv", {summary_row(id, param_names_, summary)});  // last: marks the job finished
+  std::vector<std::string> row = summary_row(id, param_names_, summary);
+  if (decode) {
+    const auto extra = decode_summary_fields(*decode);
+    row.insert(row.end(), extra.begin(), extra.end());
+  }
+  append_rows("summary.csv", {row});  // last: marks the job finished
   finished_.insert(id.job_id);
 }
 
 void ResultsWriter::write_failed(const JobIdentity& id, const std::string& error) {
-  append_rows("summary.csv", {failed_summary_row(id, param_names_, error)});
+  std::vector<std::string> row = failed_summary_row(id, param_names_, error);
+  if (decode_layers_ > 0) row.resize(row.size() + decode_summary_columns().size());
+  append_rows("summary.csv", {row});
 }
 
 }  // namespace kvlab

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kvlab/model/decode_compare.hpp"
 #include "kvlab/report/result_rows.hpp"
 
 namespace kvlab {
@@ -19,13 +20,15 @@ class ResultsWriter {
  public:
   // resume = false: start every file afresh. resume = true: keep finished jobs
   // (the existing summary header must match `param_names`).
-  ResultsWriter(std::string dir, std::vector<std::string> param_names, bool resume);
+  // decode_layers > 0: the sweep has a model in the loop; summary.csv gets
+  // the decode_* columns and decode_steps.csv is written.
+  ResultsWriter(std::string dir, std::vector<std::string> param_names, bool resume, int decode_layers = 0);
 
   const std::set<std::string>& finished_jobs() const { return finished_; }
   bool finished(const std::string& job_id) const { return finished_.count(job_id) != 0; }
 
   void write_job(const JobIdentity& id, const JobResult& job, const JobSummary& summary, double wall_seconds,
-                 int threads);
+                 int threads, const DecodeResult* decode = nullptr);
   void write_failed(const JobIdentity& id, const std::string& error);
 
   const std::string& dir() const { return dir_; }
@@ -35,6 +38,7 @@ class ResultsWriter {
 
   std::string dir_;
   std::vector<std::string> param_names_;
+  int decode_layers_ = 0;
   std::set<std::string> finished_;
 };
 

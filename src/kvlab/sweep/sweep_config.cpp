@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::vector<std::string> kTopKeys = {"name", "version", "include", "dumps", "compressors", "replay",
-                                           "metrics", "threads", "seed", "out"};
+                                           "metrics", "threads", "seed", "out", "model", "decode"};
+const std::vector<std::string> kDecodeKeys = {"mode", "steps"};
 const std::vector<std::string> kReplayKeys = {"layers", "eval_every", "max_steps"};
 const std::vector<std::string> kMetrics = {"reconstruction", "attention"};
 
@@ -75,7 +76,8 @@ void absolutise_paths(YAML::Node& node, const fs::path& dir) {
       node["dumps"] = out;
     }
   }
-  if (node["out"] && node["out"].IsScalar()) node["out"] = fix(node["out"]);
+  for (const char* key : {"out", "model"})
+    if (node[key] && node[key].IsScalar()) node[key] = fix(node[key]);
 }
 
 // Maps merge key by key (override wins); anything else is replaced.
@@ -181,6 +183,21 @@ SweepConfig load_sweep_config(const std::string& path) {
   if (root["threads"]) c.replay.threads = int_in_range(root["threads"], path, "threads", 0, 1024);
   if (root["seed"]) c.replay.seed = static_cast<std::uint64_t>(int_in_range(root["seed"], path, "seed", 0, 1 << 30));
   if (root["out"]) c.out = scalar_as<std::string>(root["out"], path, "out", "a path");
+  if (root["model"]) {
+    c.model = scalar_as<std::string>(root["model"], path, "model", "a path");
+    if (!fs::exists(c.model)) fail("{}: model: '{}' not found", path, c.model);
+  }
+  if (const YAML::Node d = root["decode"]) {
+    if (!d.IsMap()) fail("{}: 'decode' must be a map ({})", path, fmt::join(kDecodeKeys, ", "));
+    check_keys(d, kDecodeKeys, path, "decode.");
+    if (!root["model"]) fail("{}: 'decode' needs 'model' (a kvlab-model file)", path);
+    if (d["mode"]) {
+      const std::string mode = scalar_as<std::string>(d["mode"], path, "decode.mode", "teacher or free");
+      if (mode != "teacher" && mode != "free") fail("{}: 'decode.mode' must be teacher or free, got '{}'", path, mode);
+      c.decode_free = mode == "free";
+    }
+    if (d["steps"]) c.decode_steps = int_in_range(d["steps"], path, "decode.steps", 1, 1 << 30);
+  }
   return c;
 }
 

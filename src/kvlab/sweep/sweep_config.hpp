@@ -20,6 +20,11 @@ struct SweepConfig {
   YAML::Node compressors;           // the list, expanded by sweep_plan
   ReplayOptions replay;             // layers, eval_every, max_steps, attention, seed, threads
   std::string out;                  // results folder ("" = results/<name>)
+  // Model in the loop (optional): every job also runs `kvlab decode` on its
+  // dump's tokens with this kvlab-model (docs/model-in-the-loop.md).
+  std::string model;                // resolved path; "" = none
+  bool decode_free = false;         // decode.mode: teacher (default) | free
+  int decode_steps = -1;            // decode.steps: -1 = the decode default
 };
 
 // Loads `path`, applies `include:` (fields here override the included file's;

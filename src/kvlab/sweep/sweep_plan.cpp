@@ -8,6 +8,7 @@
 
 #include "kvlab/core/build_info.hpp"
 #include "kvlab/core/error.hpp"
+#include "kvlab/core/hash.hpp"
 #include "kvlab/io/dump_reader.hpp"
 #include "kvlab/replay/replay_dump.hpp"
 
@@ -115,6 +116,11 @@ SweepPlan make_sweep_plan(const SweepConfig& config, const std::string& out_over
   }
 
   for (const std::string& path : config.dumps) plan.dumps.push_back(DumpReader(path).info());
+  if (!config.model.empty()) {
+    plan.model = std::make_shared<const ModelWeights>(load_model(config.model));
+    for (const DumpInfo& d : plan.dumps)
+      if (!d.has_tokens) fail("{}: model in the loop needs the dump's /tokens, but {} has none", config.file, d.path);
+  }
 
   std::vector<const MethodInfo*> methods;
   for (const auto& s : specs) methods.push_back(s.method);
@@ -124,7 +130,13 @@ SweepPlan make_sweep_plan(const SweepConfig& config, const std::string& out_over
     for (const auto& s : specs) {
       check_compatible(plan.dumps[d], *registry.build(s), config.replay);
       const std::string label = std::filesystem::path(config.dumps[d]).filename().string();
-      plan.jobs.push_back({d, s, make_identity(s, label, config.dumps[d], config.replay)});
+      JobIdentity id = make_identity(s, label, config.dumps[d], config.replay);
+      if (plan.model)  // the model and decode settings are inputs of the job too
+        id.job_id = hex_hash(fmt::format("{}|model={}|{}|{}|{}", id.job_id,
+                                         std::filesystem::path(config.model).filename().string(),
+                                         std::filesystem::file_size(config.model), config.decode_free,
+                                         config.decode_steps));
+      plan.jobs.push_back({d, s, std::move(id)});
     }
   }
   return plan;
@@ -151,6 +163,12 @@ std::string resolved_plan_yaml(const SweepPlan& plan) {
   if (r.attention) y << "attention";
   y << YAML::EndSeq;
   y << YAML::Key << "seed" << YAML::Value << r.seed;
+  if (!plan.config.model.empty()) {
+    y << YAML::Key << "model" << YAML::Value << plan.config.model;
+    y << YAML::Key << "decode" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "mode" << YAML::Value
+      << (plan.config.decode_free ? "free" : "teacher") << YAML::Key << "steps" << YAML::Value
+      << plan.config.decode_steps << YAML::EndMap;
+  }
   y << YAML::Key << "jobs" << YAML::Value << YAML::BeginSeq;
   for (const auto& j : plan.jobs) {
     y << YAML::Flow << YAML::BeginMap << YAML::Key << "id" << YAML::Value << j.identity.job_id << YAML::Key << "dump"

@@ -2,11 +2,13 @@
 // Expands a SweepConfig into jobs: every compressor entry becomes one or more
 // resolved specs (a list-valued parameter is a Cartesian-product axis; `zip:`
 // holds parameters whose lists vary together), crossed with every dump.
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/io/dump_info.hpp"
+#include "kvlab/model/model_file.hpp"
 #include "kvlab/report/result_rows.hpp"
 #include "kvlab/sweep/sweep_config.hpp"
 
@@ -24,6 +26,7 @@ struct SweepPlan {
   std::vector<SweepJob> jobs;      // dump-major, then compressor entry order
   std::vector<std::string> param_columns;
   std::string out_dir;
+  std::shared_ptr<const ModelWeights> model;  // set when the sweep has `model:`
 };
 
 // Expands one compressor entry to spec texts (exposed for tests).

@@ -28,6 +28,19 @@ void write_resolved_config(const SweepPlan& plan) {
   fs::rename(tmp, path);
 }
 
+// Model in the loop for one job: the compressed model vs the reference on the
+// dump's recorded tokens (and, as a consistency check, its keys/values).
+DecodeResult decode_job(const SweepPlan& plan, const DumpReader& reader, const Compressor& compressor,
+                        const ReplayOptions& replay) {
+  DecodeOptions d;
+  d.prompt_len = reader.info().prompt_len;
+  d.steps = plan.config.decode_steps;
+  d.free_running = plan.config.decode_free;
+  d.threads = replay.threads;
+  d.seed = replay.seed;
+  return decode_compare(*plan.model, reader.read_tokens(), compressor, d, &reader);
+}
+
 }  // namespace
 
 SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
@@ -40,7 +53,8 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
   if (replay.threads <= 0) replay.threads = omp_get_max_threads();
   const int chunk = options.chunk > 0 ? options.chunk : 4 * replay.threads;
 
-  ResultsWriter writer(plan.out_dir, plan.param_columns, options.resume);
+  ResultsWriter writer(plan.out_dir, plan.param_columns, options.resume,
+                       plan.model ? plan.model->config.num_layers : 0);
   write_resolved_config(plan);
 
   SweepOutcome outcome;
@@ -80,8 +94,20 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
         const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         for (std::size_t k = c0; k < c1; ++k) {
           const JobResult& r = results[k - c0];
-          writer.write_job(plan.jobs[todo[k]].identity, r, summarize(r), wall / static_cast<double>(c1 - c0),
-                           replay.threads);
+          const SweepJob& job = plan.jobs[todo[k]];
+          if (plan.model) {
+            try {
+              const DecodeResult decode = decode_job(plan, reader, *jobs[k - c0], replay);
+              writer.write_job(job.identity, r, summarize(r), wall / static_cast<double>(c1 - c0), replay.threads,
+                               &decode);
+            } catch (const Error& e) {
+              writer.write_failed(job.identity, e.what());  // e.g. the dump was not recorded from this model
+              ++outcome.failed;
+              continue;
+            }
+          } else {
+            writer.write_job(job.identity, r, summarize(r), wall / static_cast<double>(c1 - c0), replay.threads);
+          }
           ++outcome.ok;
         }
       } catch (const Error& e) {
