@@ -12,24 +12,32 @@ namespace {
 using ColMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 using ColMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 
-// Hot loops are plain C with a fixed 8-lane accumulation order, so GCC
+// Hot loops are plain C with a fixed lane-wise accumulation order, so GCC
 // vectorizes them for SSE2 or (via target_clones, chosen at load time) AVX2
 // and both give bit-identical results.
 #define KVLAB_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 
 // A = R·Pᵀ for row-major R [n × d] and Pt [r × d]; A [n × r] column-major.
+// Four columns of A at a time: each chunk of 8 channels of a row is loaded
+// once and feeds four independent 8-lane accumulators.
 KVLAB_SIMD_CLONES void project_rows(const float* R, int n, int d, const float* Pt, int r, float* A) {
   for (int i = 0; i < n; ++i) {
     const float* row = R + static_cast<std::size_t>(i) * d;
-    for (int j = 0; j < r; ++j) {
-      const float* p = Pt + static_cast<std::size_t>(j) * d;
-      float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int c = 0;
-      for (; c + 8 <= d; c += 8)
-        for (int l = 0; l < 8; ++l) lane[l] += row[c + l] * p[c + l];
-      for (; c < d; ++c) lane[c & 7] += row[c] * p[c];
-      A[static_cast<std::size_t>(j) * n + i] =
-          ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+    for (int j0 = 0; j0 < r; j0 += 4) {
+      const int nj = std::min(4, r - j0);
+      float lane[4][8] = {};
+      const int d8 = d / 8 * 8;
+      for (int c = 0; c < d8; c += 8)
+        for (int j = 0; j < 4; ++j) {
+          const float* p = Pt + static_cast<std::size_t>(std::min(j0 + j, r - 1)) * d + c;
+          for (int l = 0; l < 8; ++l) lane[j][l] += row[c + l] * p[l];
+        }
+      for (int c = d8; c < d; ++c)
+        for (int j = 0; j < 4; ++j) lane[j][c & 7] += row[c] * Pt[static_cast<std::size_t>(std::min(j0 + j, r - 1)) * d + c];
+      for (int j = 0; j < nj; ++j) {
+        const float* v = lane[j];
+        A[static_cast<std::size_t>(j0 + j) * n + i] = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+      }
     }
   }
 }
