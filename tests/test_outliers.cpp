@@ -61,3 +61,20 @@ TEST_CASE("outliers: explicit count override and whole-vector case", "[outliers]
   const OutlierSet none = extract_outliers(x, OutlierConfig{QuantAxis::PerToken, 0.01, -1});  // ⌊0.08⌋ = 0
   CHECK(none.entries.empty());
 }
+
+TEST_CASE("outliers: long columns (sample-primed thresholds) match the reference exactly", "[outliers]") {
+  // Long enough that per-channel selection primes its thresholds from a
+  // sample; ties and a column with all-equal values force the exact rescan.
+  for (bool ties : {false, true}) {
+    Matrix x = random_matrix(2048, 16, 99, ties);
+    x.col(3).setConstant(1.5f);
+    x.col(7).head(1024).setConstant(-9.0f);  // many equal minima
+    for (double s : {0.004, 0.02, 0.1}) {
+      const OutlierConfig cfg{QuantAxis::PerChannel, s, -1};
+      const int k = outlier_count_per_side(cfg, 2048);
+      const OutlierSet o = extract_outliers(x, cfg);
+      CHECK((o.mask.array() == reference_mask(x, false, k).array()).all());
+      CHECK(o.entries.size() == static_cast<std::size_t>(2 * k) * 16);
+    }
+  }
+}

@@ -74,12 +74,14 @@ struct TopK {
       sift_down(v, idx, k, 0, before);
     }
   }
-  void push(float x, int i) {
-    if (x < lo_thr) {
+  void push(float x, int i) { push_sides(x, i, true, true); }
+  // lo_side / hi_side: x may enter that side at all (a primed threshold).
+  void push_sides(float x, int i, bool lo_side, bool hi_side) {
+    if (lo_side && x < lo_thr) {
       insert(lo_v, lo_i, nlo, x, i, /*max_heap=*/true);
       if (nlo == k) lo_thr = lo_v[0];
     }
-    if (x >= hi_thr) {
+    if (hi_side && x >= hi_thr) {
       insert(hi_v, hi_i, nhi, x, i, /*max_heap=*/false);
       if (nhi == k) hi_thr = hi_v[0];
     }
@@ -111,6 +113,28 @@ bool any_beyond(const float* row, const float* lo, const float* hi, std::uint8_t
     any |= hit[c];
   }
   return any != 0;
+}
+
+// Per column, thresholds that at least k entries beat with high probability:
+// the m-th smallest / largest of every 16th row, m chosen so that about 2k + 32
+// entries of the column are expected beyond it. ±inf (no priming) for short
+// columns. Exactness does not depend on them (see the rescan above).
+void primed_thresholds(ConstMatrixRef x, int k, std::vector<float>& lo, std::vector<float>& hi) {
+  const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());
+  constexpr int kStride = 16;
+  lo.assign(d, std::numeric_limits<float>::infinity());
+  hi.assign(d, -std::numeric_limits<float>::infinity());
+  const int samples = (n + kStride - 1) / kStride;
+  const int m = (2 * k + 32) / kStride + 1;
+  if (samples < 4 * m) return;
+  std::vector<float> column(samples);
+  for (int c = 0; c < d; ++c) {
+    for (int j = 0; j < samples; ++j) column[j] = x(j * kStride, c);
+    std::nth_element(column.begin(), column.begin() + (m - 1), column.end());
+    lo[c] = column[m - 1];
+    std::nth_element(column.begin() + m, column.end() - m, column.end());
+    hi[c] = column[samples - m];
+  }
 }
 
 void keep(OutlierSet& s, ConstMatrixRef x, int r, int c) {
@@ -168,8 +192,13 @@ OutlierSet extract_outliers(ConstMatrixRef x, const OutlierConfig& cfg) {
     // All columns at once, row by row: contiguous reads of the row-major block.
     // The thresholds live in flat arrays so the per-row test vectorizes; only
     // the few entries that beat a threshold touch the selection structures.
+    // The thresholds start from a sample (primed_thresholds), so only a few
+    // percent of the entries ever reach the heaps; a column whose sample
+    // threshold turns out too tight is redone exactly without it.
     TopKStorage st(d, k);
-    std::vector<float> lo(d, std::numeric_limits<float>::infinity()), hi(d, -std::numeric_limits<float>::infinity());
+    std::vector<float> primed_lo, primed_hi;
+    primed_thresholds(x, k, primed_lo, primed_hi);
+    std::vector<float> lo = primed_lo, hi = primed_hi;
     std::vector<std::uint8_t> hit(d);
     for (int r = 0; r < n; ++r) {
       const float* row = x.row(r).data();
@@ -177,13 +206,17 @@ OutlierSet extract_outliers(ConstMatrixRef x, const OutlierConfig& cfg) {
       for (int c = 0; c < d; ++c) {
         if (!hit[c]) continue;
         TopK& t = st.sel[c];
-        t.push(row[c], r);
-        lo[c] = t.lo_thr;
-        hi[c] = t.hi_thr;
+        t.push_sides(row[c], r, row[c] < primed_lo[c], row[c] >= primed_hi[c]);
+        lo[c] = std::min(primed_lo[c], t.lo_thr);
+        hi[c] = std::max(primed_hi[c], t.hi_thr);
       }
     }
     for (int c = 0; c < d; ++c) {
-      const TopK& t = st.sel[c];
+      TopK& t = st.sel[c];
+      if (t.nlo < k || t.nhi < k) {  // fewer than k entries beat the sample threshold: exact rescan
+        t.reset();
+        for (int r = 0; r < n; ++r) t.push(x(r, c), r);
+      }
       for (int j = 0; j < k; ++j) keep(s, x, t.lo_i[j], c);
       for (int j = 0; j < k; ++j) keep(s, x, t.hi_i[j], c);
     }
