@@ -11,6 +11,7 @@
 
 #include "cli/cli_util.hpp"
 #include "cli/commands.hpp"
+#include "kvlab/core/progress.hpp"
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/dump_reader.hpp"
@@ -74,8 +75,13 @@ int run(const DecodeCliOptions& o, const GlobalOptions& global) {
   d.seed = o.seed;
   if (!global.quiet)
     fmt::print(stderr, "decode: model {} loaded; {} and {} runs side by side...\n", o.model, "fp16", compressor->spec());
+  const long long total_steps =
+      d.steps > 0 ? d.steps : (d.free_running ? 64 : static_cast<long long>(tokens.size()) - d.prompt_len);
+  Progress progress(fmt::format("decode {}", compressor->spec()), total_steps, !global.quiet, "steps");
+  d.progress = &progress;
   const DecodeResult r = decode_compare(model, tokens, *compressor, d, (dump && !o.no_kv_check) ? &*dump : nullptr,
                                         o.kv_rtol, o.kv_atol);
+  progress.finish();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   fmt::print("model {} ({}): {} layers, hidden {}, {} heads / {} kv heads, d={}, vocab {}, rope {}\n", o.model,

@@ -1,5 +1,7 @@
 #include "kvlab/model/decode_compare.hpp"
 
+#include "kvlab/core/progress.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -201,6 +203,7 @@ DecodeResult decode_compare(const ModelWeights& model, const std::vector<std::in
         r.first_divergence = s;
     }
     r.steps.push_back(std::move(st));
+    if (o.progress) o.progress->advance();
   }
   const double n = std::max(steps, 1);
   r.mean_kl = kl / n;

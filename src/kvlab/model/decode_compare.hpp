@@ -19,6 +19,7 @@
 namespace kvlab {
 
 class DumpReader;
+class Progress;
 
 struct DecodeOptions {
   int prompt_len = 0;  // P ≥ 1
@@ -26,6 +27,7 @@ struct DecodeOptions {
   bool free_running = false;
   int threads = 1;
   std::uint64_t seed = 0;
+  Progress* progress = nullptr;  // advanced once per decode step (optional)
 };
 
 struct DecodeStep {
