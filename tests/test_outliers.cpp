@@ -78,3 +78,18 @@ TEST_CASE("outliers: long columns (sample-primed thresholds) match the reference
     }
   }
 }
+
+TEST_CASE("outliers: one per side per token (the GEAR default) matches the reference with ties", "[outliers]") {
+  for (bool ties : {false, true}) {
+    Matrix x = random_matrix(300, 128, 5, ties);
+    x.row(7).setConstant(2.0f);  // every entry ties
+    const OutlierConfig by_count{QuantAxis::PerToken, 0.0, 1};
+    const OutlierConfig by_sparsity{QuantAxis::PerToken, 0.02, -1};  // ⌊0.02·128/2⌋ = 1
+    REQUIRE(outlier_count_per_side(by_sparsity, 128) == 1);
+    for (const auto& cfg : {by_count, by_sparsity}) {
+      const OutlierSet o = extract_outliers(x, cfg);
+      CHECK((o.mask.array() == reference_mask(x, true, 1).array()).all());
+      CHECK(o.entries.size() == 2u * 300u);
+    }
+  }
+}

@@ -86,12 +86,17 @@ LowRankFactors power_iteration(ConstMatrixRef R, int rank, int loop, Rng& rng, b
   for (int j = 0; j < r; ++j)
     for (int i = 0; i < d; ++i) Pt(j, i) = static_cast<float>(rng.normal());
   ColMatrix A(n, r);
-  // A contiguous copy of R (it may be a strided view) for the streaming kernels.
-  const Matrix Rc = R;
+  // The streaming kernels want contiguous rows; copy only a strided view.
+  Matrix copy;
+  const float* rows = R.data();
+  if (R.outerStride() != d) {
+    copy = R;
+    rows = copy.data();
+  }
   for (int it = 0; it < loop; ++it) {
-    project_rows(Rc.data(), n, d, Pt.data(), r, A.data());
+    project_rows(rows, n, d, Pt.data(), r, A.data());
     A = thin_q(A);
-    accumulate_rows(Rc.data(), n, d, A.data(), r, Pt.data());
+    accumulate_rows(rows, n, d, A.data(), r, Pt.data());
   }
   f.A = A;
   f.P = Pt.transpose();
