@@ -3,6 +3,7 @@
 
 #include "cli/cli_util.hpp"
 #include "cli/commands.hpp"
+#include "kvlab/replay/replay_dump.hpp"
 #include "kvlab/sweep/sweep_runner.hpp"
 
 namespace kvlab::cli {
@@ -22,11 +23,9 @@ int print_plan(const SweepPlan& plan) {
   std::vector<std::vector<std::string>> rows{{"job_id", "dump", "spec"}};
   for (const auto& j : plan.jobs) {
     const DumpInfo& info = plan.dumps[j.dump_index];
-    const auto layers = static_cast<long long>(plan.config.replay.layers.empty() ? info.num_layers
-                                                                                  : plan.config.replay.layers.size());
+    const auto layers = static_cast<long long>(selected_layers(info, plan.config.replay).size());
     blocks += layers * info.num_kv_heads;
-    const int steps = plan.config.replay.max_steps < 0 ? info.seq_len - info.prompt_len
-                                                       : std::min(plan.config.replay.max_steps, info.seq_len - info.prompt_len);
+    const int steps = selected_decode_steps(info, plan.config.replay);
     token_steps += layers * info.num_kv_heads * static_cast<long long>(info.prompt_len + steps);
     rows.push_back({j.identity.job_id, j.identity.dump, j.spec.canonical});
   }

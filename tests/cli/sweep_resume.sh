@@ -36,6 +36,11 @@ done
 rows=$(($(wc -l < "$TMP/full/summary.csv") - 1))
 [ "$rows" -eq 25 ] || fail "expected 25 jobs, got $rows"
 
+# --dry-run prints the plan (jobs, blocks to replay) and writes nothing.
+"$KVLAB" sweep "$TMP/s.yaml" -o "$TMP/dry" --dry-run >"$TMP/plan" || fail "dry run"
+grep -q "sweep 'resume': 25 jobs over 1 dumps, 100 blocks" "$TMP/plan" || fail "dry-run plan: $(tail -1 "$TMP/plan")"
+[ ! -e "$TMP/dry" ] || fail "--dry-run wrote results"
+
 # Without --resume an existing folder is not clobbered.
 "$KVLAB" sweep "$TMP/s.yaml" -o "$TMP/full" -q 2>"$TMP/err" && fail "re-run without --resume succeeded"
 grep -q "already exist" "$TMP/err" || fail "message: $(cat "$TMP/err")"
