@@ -194,7 +194,7 @@ TEST_CASE("forward equals a naive full-sequence reference (RoPE neox/gptj, MHA/G
     const MatrixD ref = naive_logits(w, tokens);
     const Matrix mine = forward_logits(w, tokens, 5, *fp16);
     double worst = 0.0;
-    for (int t = 0; t < ref.rows(); ++t) worst = std::max(worst, row_rel(mine.row(t).data(), ref.row(t).data(), ref.cols()));
+    for (int t = 0; t < ref.rows(); ++t) worst = std::max(worst, row_rel(mine.row(t).data(), ref.row(t).data(), static_cast<int>(ref.cols())));
     CAPTURE(worst);
     CHECK(worst < 1e-5);
     // A different split of prompt vs. decode gives the same logits.

@@ -20,7 +20,7 @@ Matrix random_matrix(int n, int d, std::uint64_t seed, bool ties = false) {
 // Plain reference: sort each vector by (value, position), mark first k and last k.
 ElementMask reference_mask(const Matrix& x, bool per_token, int k) {
   ElementMask m = ElementMask::Zero(x.rows(), x.cols());
-  const int vecs = per_token ? x.rows() : x.cols(), len = per_token ? x.cols() : x.rows();
+  const int vecs = static_cast<int>(per_token ? x.rows() : x.cols()), len = static_cast<int>(per_token ? x.cols() : x.rows());
   for (int v = 0; v < vecs; ++v) {
     auto at = [&](int i) { return per_token ? x(v, i) : x(i, v); };
     std::vector<int> idx(len);

@@ -26,8 +26,8 @@ std::string tiny_dump() {
 class QueryProbe : public Compressor {
  public:
   struct State : CacheState {
-    explicit State(const BlockContext& ctx, std::vector<std::vector<float>>* seen)
-        : inner(Registry::global().build("fp16")->new_state(ctx)), seen(seen), head(ctx.kv_head) {}
+    explicit State(const BlockContext& ctx, std::vector<std::vector<float>>* seen_by_head)
+        : inner(Registry::global().build("fp16")->new_state(ctx)), seen(seen_by_head), head(ctx.kv_head) {}
     void prefill(ConstMatrixRef k, ConstMatrixRef v, const QueryGroup& q) override {
       for (const auto& m : q) (*seen)[head].push_back(m(0, 0));
       inner->prefill(k, v, q);
@@ -110,7 +110,7 @@ TEST_CASE("summary: ratio and bits per element from the exact bit count", "[repl
   const std::uint64_t bits = 4 * 2 * t * d * info.num_kv_heads + 32 * groups;
   CHECK(s.bits.total() == bits);
   CHECK(s.baseline_bits == 16 * 2 * t * d * info.num_kv_heads);
-  CHECK(s.compression_ratio == Approx(static_cast<double>(s.baseline_bits) / bits));
+  CHECK(s.compression_ratio == Approx(static_cast<double>(s.baseline_bits) / static_cast<double>(bits)));
   CHECK(s.bits_per_element == Approx(4.0 + 32.0 / 32.0));
   CHECK(s.layers == 1);
   CHECK(s.tokens == static_cast<int>(t));

@@ -31,7 +31,7 @@ struct RunOptions {
 std::vector<std::vector<std::string>> per_layer_table(const JobResult& job) {
   std::vector<std::vector<std::string>> rows{{"layer", "kv_head", "K rel err", "V rel err", "attn out rel", "bits/elem"}};
   for (const BlockResult& b : job.blocks) {
-    const double evals = b.attn_evals ? b.attn_evals : NAN;
+    const double evals = b.attn_evals ? static_cast<double>(b.attn_evals) : NAN;
     const double elems = 2.0 * b.tokens * b.head_dim;
     rows.push_back({fmt::format("{}", b.layer), fmt::format("{}", b.kv_head),
                     pretty(b.keys_reconstructible ? b.keys.rel() : NAN), pretty(b.values.rel()),

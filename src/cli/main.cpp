@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   using namespace kvlab::cli;
   CLI::App app{"kvlab: replay recorded KV caches through compressors and measure error and size"};
   app.set_version_flag("--version",
-                       fmt::format("kvlab {} ({})", kvlab::build_info::version, kvlab::build_info::git_revision));
+                       fmt::format("kvlab {} ({})", kvlab::build_info::version, kvlab::build_info::git_revision()));
   app.require_subcommand(1);
   app.fallthrough();  // global flags such as --quiet may follow the subcommand
   GlobalOptions global;

@@ -34,8 +34,8 @@ void Progress::draw(bool force) {
   last_draw_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const long long done = done_.load();
-  const double rate = elapsed > 0 ? done / elapsed : 0.0;
-  const double eta = rate > 0 ? (total_ - done) / rate : 0.0;
+  const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
+  const double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : 0.0;
   std::fprintf(stderr, "\r\033[K%s  %lld/%lld %s  %.1f/s  elapsed %.0fs  ETA %.0fs", label_.c_str(), done, total_,
                unit_.c_str(), rate, elapsed, eta);
   std::fflush(stderr);

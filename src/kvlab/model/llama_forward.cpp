@@ -52,7 +52,7 @@ void matmul_transposed(const Matrix& x, const Matrix& w, Matrix& y, int threads)
   y.resize(x.rows(), rows);
   constexpr int chunk = 4 * kRowChunk;
   const int chunks = (rows + chunk - 1) / chunk;
-  threads = threads_for(static_cast<double>(x.rows()) * rows * w.cols(), threads);
+  threads = threads_for(static_cast<double>(x.rows()) * rows * static_cast<double>(w.cols()), threads);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
   for (int c = 0; c < chunks; ++c) {
     const int r0 = c * chunk, n = std::min(chunk, rows - r0);

@@ -20,7 +20,7 @@ void LevelHistogram::add(float u) {
 
 std::vector<float> uniform_levels(int k) {
   std::vector<float> l(k);
-  for (int j = 0; j < k; ++j) l[j] = round_to_fp16(k == 1 ? 0.5f : static_cast<float>(j) / (k - 1));
+  for (int j = 0; j < k; ++j) l[j] = round_to_fp16(k == 1 ? 0.5f : static_cast<float>(j) / static_cast<float>(k - 1));
   return l;
 }
 

@@ -149,7 +149,7 @@ std::string resolved_plan_yaml(const SweepPlan& plan) {
   y << YAML::Key << "name" << YAML::Value << plan.config.name;
   y << YAML::Key << "version" << YAML::Value << plan.config.version;
   y << YAML::Key << "kvlab_version" << YAML::Value << build_info::version;
-  y << YAML::Key << "git_revision" << YAML::Value << build_info::git_revision;
+  y << YAML::Key << "git_revision" << YAML::Value << build_info::git_revision();
   y << YAML::Key << "source" << YAML::Value << plan.config.file;
   y << YAML::Key << "dumps" << YAML::Value << YAML::BeginSeq;
   for (const auto& d : plan.config.dumps) y << d;
