@@ -20,7 +20,8 @@ void add_list_command(CLI::App& app, GlobalOptions&, Action& action) {
         fmt::print("{}  [{}]\n  {}\n", m.name, m.family, m.summary);
         std::vector<std::vector<std::string>> rows{{"  parameter", "default", "range", "description"}};
         for (const auto& p : m.params)
-          rows.push_back({"  " + p.name, p.default_value.empty() ? "-" : p.default_value, p.range_text(), p.doc});
+          rows.push_back({"  " + p.name, p.default_value.empty() ? "-" : p.default_value, p.range_text(),
+                          p.applies.always() ? p.doc : p.doc + " [only with " + p.applies.text + "]"});
         if (!m.params.empty()) fmt::print("{}", format_table(rows));
         fmt::print("\n");
       }

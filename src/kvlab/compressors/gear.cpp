@@ -19,7 +19,7 @@
 #include <optional>
 
 #include "kvlab/compressors/gear_codec.hpp"
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/recon_buffer.hpp"
 #include "kvlab/compressors/stream_state.hpp"
 #include "kvlab/core/error.hpp"
@@ -155,19 +155,26 @@ struct GearVariant {
 MethodInfo gear_method(const GearVariant& var) {
   std::vector<ParamSpec> ps = {{"bits", ParamType::Int, "2", "backbone bits per element", 1, 8}};
   const bool kcvt_only = var.backbone == Backbone::Kcvt;
-  if (!kcvt_only)
-    ps.push_back({"group", ParamType::Int, "64",
-                  "G: KIVI backbone group (tokens for keys, channels for values); unused with kcvt", 1, 65536});
+  if (!kcvt_only) {
+    ParamSpec group{"group", ParamType::Int, "64", "G: KIVI backbone group (tokens for keys, channels for values)", 1,
+                    65536};
+    if (!var.backbone) group = std::move(group).only_when(when_equals("backbone", {"kivi"}));
+    ps.push_back(std::move(group));
+  }
   if (var.sparse) {
     ps.push_back({"sparsity", ParamType::Float, "0.02",
                   "s: outlier fraction per vector (k = floor(s*m/2) largest and smallest kept FP16)", 0, 1});
-    ps.push_back({"compat_outliers", ParamType::Bool, "false",
-                  "released-code key outlier count k = floor(H*d*s/2) per channel (H = kv heads)"});
+    ps.push_back(ParamSpec{"compat_outliers", ParamType::Bool, "false",
+                           "released-code key outlier count k = floor(H*d*s/2) per channel (H = kv heads)"}
+                     .only_when(when_positive("sparsity")));
   }
   if (var.lowrank) {
+    const ParamCondition streaming = when_equals("recompress", {"false"});
     ps.push_back({"rank", ParamType::Int, "4", "r: low-rank rank for the prefill segment", 0, 4096});
-    ps.push_back({"rank_decode", ParamType::Int, "2", "low-rank rank for decode segments", 0, 4096});
-    ps.push_back({"loop", ParamType::Int, "3", "power-iteration steps", 1, 100});
+    ps.push_back(ParamSpec{"rank_decode", ParamType::Int, "2", "low-rank rank for decode segments", 0, 4096}.only_when(
+        streaming));
+    ps.push_back(ParamSpec{"loop", ParamType::Int, "3", "power-iteration steps", 1, 100}.only_when(
+        any_of({when_positive("rank"), all_of({when_positive("rank_decode"), streaming})})));
   }
   ps.push_back({"buffer", ParamType::Int, "64", "n_b: decode tokens kept FP16 before forming a segment", 1, 65536});
   if (!var.backbone)

@@ -1,6 +1,6 @@
 // kcvt: keys per-channel over the whole sequence, values per-token over the
 // whole row (the GEAR paper's KCVT backbone).
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/stream_compressor.hpp"
 #include "kvlab/quant/quant_codec.hpp"
 

@@ -1,6 +1,6 @@
 // kivi: keys per-channel in groups of G tokens, values per-token in groups of G
 // channels, with KIVI's FP16 residual (REFERENCE: KIVI).
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/stream_compressor.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/quant/quant_codec.hpp"
