@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   add_sweep_command(app, global, action);
   add_regress_command(app, global, action);
   add_decode_command(app, global, action);
+  add_schema_command(app, global, action);
 
   kvlab::io::silence_hdf5_errors();
   try {
