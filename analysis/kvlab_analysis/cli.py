@@ -19,7 +19,7 @@ from typing import Optional
 
 import pandas as pd
 
-from . import plot_ablation, plot_decode, plot_heatmap, plot_pareto, plot_steps
+from . import plot_ablation, plot_decode, plot_heatmap, plot_pareto, plot_steps, style
 from . import report as rep
 from .catalog import Catalog, build_catalog, find_kvlab
 from .configs import per_config
@@ -71,6 +71,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=plot_decode.DEFAULT_WINDOW,
                         help="running-mean window of the model-in-the-loop KL and hidden error "
                              "(default %(default)s)")
+    parser.add_argument("--no-pdf", action="store_true",
+                        help="write PNG figures only (faster; PDF is for papers)")
     parser.add_argument("--kvlab", metavar="PATH",
                         help="kvlab binary used to resolve preset names and defaults for labels "
                              "(default: $KVLAB_BIN, build/kvlab, then PATH)")
@@ -206,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.window < 1:
         print("plot_results: error: --window must be at least 1", file=sys.stderr)
         return 2
+    style.FORMATS[:] = ["png"] if args.no_pdf else ["png", "pdf"]
     try:
         files, summary = run(args)
     except (ResultsError, plot_heatmap.HeatmapChoiceError) as exc:

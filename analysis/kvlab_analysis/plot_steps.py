@@ -53,13 +53,22 @@ def select_specs(specs: list[str], curves: pd.DataFrame, enc: Encoding,
 
 
 def _groups(specs: list[str], enc: Encoding) -> list[tuple[str, list[str]]]:
-    """Columns of the figure: one per family when there are many lines, else one."""
+    """Columns of the figure: one when the lines fit, else one per family (per method
+    inside a family that is still too crowded)."""
     specs = [s for s in specs if enc.family(s) != "baseline"]
     order = sorted(specs, key=enc.sort_key)
     if len(order) <= MAX_LINES_PER_PANEL:
         return [("", order)]
-    families = list(dict.fromkeys(enc.family(s) for s in order))
-    return [(family, [s for s in order if enc.family(s) == family]) for family in families]
+    groups = []
+    for family in dict.fromkeys(enc.family(s) for s in order):
+        members = [s for s in order if enc.family(s) == family]
+        if len(members) <= MAX_LINES_PER_PANEL:
+            groups.append((family, members))
+            continue
+        methods = dict.fromkeys(enc.structure.parsed[s].method for s in members)
+        groups += [(method, [s for s in members if enc.structure.parsed[s].method == method])
+                   for method in methods]  # a crowded family: one column per method
+    return groups
 
 
 def smoothing_window(n_points: int) -> int:
@@ -98,7 +107,7 @@ def _layout(groups, kl: str, floored: bool, droppers) -> list[list[str]]:
     a single mixed column gets a third row for the droppers' dropped mass.
     """
     is_drop = [bool(specs) and all(s in droppers for s in specs) for _, specs in groups]
-    second = ["dropped_mass" if floored and d and len(groups) > 1 else kl for d in is_drop]
+    second = ["dropped_mass" if floored and d else kl for d in is_drop]
     rows = [["attn_out_rel"] * len(groups), second]
     if floored and len(groups) == 1 and len(droppers) and not is_drop[0]:
         rows.append(["dropped_mass"])
@@ -114,6 +123,22 @@ def _share_rows(axes, layout) -> None:
                 axes[r, c].sharey(first[metric])
             else:
                 first[metric] = axes[r, c]
+
+
+def _log_rows(axes, layout, groups, curves, kl: str, floored: bool) -> None:
+    """Log y axes (not for dropped mass), ticks chosen from the range of every panel that
+    shares the axis (shared axes share their tick locator)."""
+    for r, row in enumerate(layout):
+        for metric in dict.fromkeys(row):
+            if metric == "dropped_mass":
+                continue
+            columns = [c for c, m in enumerate(row) if m == metric]
+            specs = [s for c in columns for s in groups[c][1]]
+            values = curves.loc[curves["spec"].isin(specs), metric]
+            values = values.clip(lower=KL_FLOOR) if (metric == kl and floored) else values
+            values = values[values > 0]
+            if len(values):
+                style.log_axis(axes[r, columns[0]], "y", values.min(), values.max())
 
 
 def plot_error_accumulation(steps: pd.DataFrame, enc: Encoding, out_dir: Path, interval: str,
@@ -147,15 +172,11 @@ def plot_error_accumulation(steps: pd.DataFrame, enc: Encoding, out_dir: Path, i
                 ax.set_ylabel(labels[metric])
             else:
                 ax.tick_params(labelleft=False)
-            values = curves.loc[curves["spec"].isin(specs), metric]
-            values = (values.clip(lower=KL_FLOOR) if floor else values)
-            values = values[values > 0]
-            if len(values) and metric != "dropped_mass":
-                style.log_axis(ax, "y", values.min(), values.max())
         axes[-1, c].set_xlabel(STEP_LABEL)
         handles = [Line2D([], [], color=colors[s], lw=1.8, label=enc.label(s)) for s in specs]
         axes[-1, c].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2),
                            frameon=False, ncol=1)
+    _log_rows(axes, layout, groups, curves, kl, floored)
     what = describe_interval(curves.groupby("spec")["n"].max(), interval)
     fig.suptitle(f"Error over decoding (step 0 = end of prefill); {what}")
     note = ""
@@ -163,7 +184,7 @@ def plot_error_accumulation(steps: pd.DataFrame, enc: Encoding, out_dir: Path, i
         drawn_at_floor = any(s in droppers for c, (_, members) in enumerate(groups)
                              for s in members if layout[1][c] == kl)
         note = KL_FLOOR_NOTE if drawn_at_floor else KL_DROP_COLUMN_NOTE
-    footer = "; ".join(n for n in (note, selection_note) if n)
+    footer = "\n".join(n for n in (note, selection_note) if n)
     if footer:
         fig.supxlabel(footer, fontsize=8, color="0.3")
     note = "".join(f" {n[0].upper()}{n[1:]}." for n in (note, selection_note) if n)
@@ -175,7 +196,8 @@ def plot_error_accumulation(steps: pd.DataFrame, enc: Encoding, out_dir: Path, i
                   f"evaluations (~{window * step:g} steps).")
     else:
         smooth = ""
-    split = " Columns group the configurations by method family." if len(groups) > 1 else ""
+    split = (" Columns group the configurations by method family (or method)."
+             if len(groups) > 1 else "")
     caption = (f"Attention-output relative error and {kl_label} at each evaluated decode step, "
                f"one line per configuration ({what}).{smooth}{split}{note}"
                + (" Dropped attention mass: the reference attention on evicted tokens."

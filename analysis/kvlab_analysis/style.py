@@ -13,6 +13,7 @@ from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 DPI = 150
+FORMATS = ["png", "pdf"]  # what save_figure writes; the command's --no-pdf drops the PDF
 
 # Okabe & Ito (2008) first, then Paul Tol's "muted" set for more than seven
 # series: neighbours differ in hue and lightness, so consecutive methods of a
@@ -112,10 +113,10 @@ def ratio_axis(ax, ratios) -> None:
 
 
 def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
-    """Save ``fig`` as ``<stem>.png`` (dpi 150) and ``<stem>.pdf``; close it."""
+    """Save ``fig`` as ``<stem>.png`` (dpi 150) and ``<stem>.pdf`` (see FORMATS); close it."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=DPI, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    paths = [out_dir / f"{stem}.{kind}" for kind in FORMATS]
+    for path in paths:
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return paths
