@@ -183,7 +183,7 @@ def plot_pareto(configs: pd.DataFrame, enc: Encoding, out_dir: Path, interval: s
                      drawn[metric].to_numpy()))
     label_all(fig, jobs)
     facet_text = (f" Columns: {dim_name_of_facet(enc)}." if faceted else "")
-    caption = (f"K, V and attention-output error against compression ratio, one point per "
+    caption = (f"Attention-output, K and V error against compression ratio, one point per "
                f"configuration ({what}). The grey band is the Pareto front (no configuration "
                f"is both smaller and more accurate).{facet_text} Lower right is better.")
     return Figure(stem, "Error vs compression ratio", caption,

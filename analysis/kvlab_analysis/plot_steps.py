@@ -198,7 +198,8 @@ def plot_error_accumulation(steps: pd.DataFrame, enc: Encoding, out_dir: Path, i
         smooth = ""
     split = (" Columns group the configurations by method family (or method)."
              if len(groups) > 1 else "")
-    caption = (f"Attention-output relative error and {kl_label} at each evaluated decode step, "
+    kl_text = kl_label.replace(", nats", " (nats)")
+    caption = (f"Attention-output relative error and {kl_text} at each evaluated decode step, "
                f"one line per configuration ({what}).{smooth}{split}{note}"
                + (" Dropped attention mass: the reference attention on evicted tokens."
                   if any("dropped_mass" in row for row in layout) else ""))

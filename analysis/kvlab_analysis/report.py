@@ -66,7 +66,8 @@ def run_facts(results) -> list[str]:
              f"jobs: {len(results.summary)} ({len(results.ok)} ok, {len(results.failed)} failed)",
              f"dumps: {', '.join(Path(d).name for d in dumps)}"]
     if replay:
-        facts.append("replay: " + ", ".join(f"{k} = {v}" for k, v in replay.items()))
+        shown = {k: ("all" if v in ([], -1, None) else v) for k, v in replay.items()}
+        facts.append("replay: " + ", ".join(f"{k} = {v}" for k, v in shown.items()))
     if config.get("kvlab_version"):
         facts.append(f"kvlab {config['kvlab_version']}, git {config.get('git_revision', '?')}")
     return facts
@@ -113,6 +114,14 @@ def label_table(configs: pd.DataFrame, enc: Encoding) -> list:
     return blocks
 
 
+def first_sentence(text: str) -> str:
+    """Up to the first full stop that ends a sentence (not one inside a number)."""
+    for i, char in enumerate(text):
+        if char == "." and (i + 1 == len(text) or text[i + 1] == " "):
+            return text[: i + 1]
+    return text
+
+
 def figure_blocks(figures: list[Figure]) -> list:
     return [FigureBlock(f) for f in figures]
 
@@ -122,7 +131,8 @@ def build_report(title: str, summary: str, facts: list[str], figures: list[Figur
     """Title, summary, facts, figures (each with what it shows), extra sections, files."""
     blocks: list = [Heading(title, 1), Paragraph(summary), Bullets(facts),
                     Heading("Figures"),
-                    Bullets([f"`{f.png.name}` — {f.title}" for f in figures if f.png]),
+                    Bullets([f"`{f.png.name}` — {first_sentence(f.caption)}"
+                             for f in figures if f.png]),
                     *figure_blocks(figures)]
     for heading, content in sections:
         blocks += [Heading(heading), *content]

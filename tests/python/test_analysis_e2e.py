@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "analysis"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import sweep_fixture  # noqa: E402
@@ -75,7 +76,7 @@ class SweepReportTest(unittest.TestCase):
         cls.out = cls.tmp / "figures"
         CAPTURED.clear()
         cls.code, cls.stdout, cls.stderr = run_cli(cls.results, "--out", cls.out,
-                                                   "--kvlab", KVLAB)
+                                                   "--kvlab", KVLAB, "--no-pdf")
         cls.captured = dict(CAPTURED)
         cls.listed = [Path(line) for line in cls.stdout.split("\n\n")[0].splitlines()]
         cls.summary = pd.read_csv(cls.results / "summary.csv")
@@ -182,6 +183,31 @@ class SweepReportTest(unittest.TestCase):
         self.assertIn("kivi-2bit", stderr)  # the message lists what exists
 
 
+class ReverseKlTest(unittest.TestCase):
+    """Once kvlab writes attn_kl_rev, the KL axes show it and droppers need no special row."""
+
+    def test_reverse_kl_replaces_the_floored_forward_kl(self):
+        with tempfile.TemporaryDirectory(prefix="kvlab-analysis-klrev-") as tmp:
+            results = sweep_fixture.make_results(Path(tmp), KVLAB)
+            for name in ("summary.csv", "layers.csv", "steps.csv"):
+                frame = pd.read_csv(results / name, dtype=str, keep_default_na=False)
+                kl = pd.to_numeric(frame["attn_kl"], errors="coerce")
+                dropped = pd.to_numeric(frame["dropped_mass"], errors="coerce")
+                reverse = kl.where(~(dropped > 0), -np.log1p(-dropped))  # a dropper: -log kept
+                frame.insert(frame.columns.get_loc("attn_kl") + 1, "attn_kl_rev",
+                             reverse.map(lambda v: "" if pd.isna(v) else repr(float(v))))
+                frame.to_csv(results / name, index=False)
+            CAPTURED.clear()
+            code, _, stderr = run_cli(results, "--out", Path(tmp) / "fig", "--kvlab", KVLAB,
+                                      "--no-pdf", "--no-heatmaps")
+            self.assertEqual(code, 0, stderr)
+            ylabels = [ax.get_ylabel() for ax in CAPTURED["error_vs_step"]["axes"]]
+            self.assertIn("attention KL(p̂ ‖ p), nats", ylabels)
+            self.assertFalse(any("dropped" in y or "kept tokens" in y for y in ylabels), ylabels)
+            report = (Path(tmp) / "fig" / "report.md").read_text(encoding="utf-8")
+            self.assertNotIn("floor", report)
+
+
 class LoaderTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -283,8 +309,8 @@ class DecodeTest(unittest.TestCase):
                                "--kvlab", str(KVLAB)], capture_output=True, text=True,
                               timeout=300)
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        for suffix in (".png", ".pdf"):
-            self.assertTrue(prefix.with_suffix(suffix).is_file())
+        for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
+            self.assertEqual(prefix.with_suffix(suffix).read_bytes()[:4], magic)
 
 
 if __name__ == "__main__":
