@@ -81,7 +81,10 @@ class Structure:
     def _varying(self, texts: list[str]) -> list[str]:
         specs = [self.parsed[t] for t in texts]
         names = list(dict.fromkeys(n for s in specs for n, _ in s.params))
-        return [n for n in names if len({s.get(n) for s in specs}) > 1]
+        # A parameter absent from a canonical spec has no effect there (kvlab
+        # leaves inapplicable parameters out): it varies only if the specs
+        # that have it disagree.
+        return [n for n in names if len({s.get(n) for s in specs if s.get(n) is not None}) > 1]
 
     def _split_method(self, method: str, texts: list[str]) -> None:
         varying = self._varying(texts)
