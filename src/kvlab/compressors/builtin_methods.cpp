@@ -24,7 +24,8 @@
   X(outlier_quant)               \
   X(gear_kcvt)                   \
   X(gear_l_kcvt)                 \
-  X(kvquant)
+  X(kvquant)                     \
+  X(turboquant)
 
 namespace kvlab {
 
