@@ -25,7 +25,8 @@
   X(gear_kcvt)                   \
   X(gear_l_kcvt)                 \
   X(kvquant)                     \
-  X(turboquant)
+  X(turboquant)                  \
+  X(polarquant)
 
 namespace kvlab {
 
