@@ -26,7 +26,8 @@
   X(gear_l_kcvt)                 \
   X(kvquant)                     \
   X(turboquant)                  \
-  X(polarquant)
+  X(polarquant)                  \
+  X(mikv)
 
 namespace kvlab {
 
