@@ -27,7 +27,8 @@
   X(kvquant)                     \
   X(turboquant)                  \
   X(polarquant)                  \
-  X(mikv)
+  X(mikv)                        \
+  X(skvq)
 
 namespace kvlab {
 
