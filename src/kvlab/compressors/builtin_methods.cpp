@@ -24,7 +24,11 @@
   X(outlier_quant)               \
   X(gear_kcvt)                   \
   X(gear_l_kcvt)                 \
-  X(kvquant)
+  X(kvquant)                     \
+  X(turboquant)                  \
+  X(polarquant)                  \
+  X(mikv)                        \
+  X(skvq)
 
 namespace kvlab {
 
