@@ -12,6 +12,7 @@
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/synth.hpp"
+#include "kvlab/compressors/layer_state.hpp"
 #include "kvlab/replay/replay_block.hpp"
 
 using namespace kvlab;
@@ -54,15 +55,18 @@ std::vector<BlockResult> replay_all_heads(const Compressor& c, std::uint64_t see
   base.calibration = c.calibrate(LayerView{f.layer.keys, f.layer.values, f.layer.queries}, base);
   const int g = f.info.group_size();
   const std::vector<int> steps = evaluation_steps(f.info.seq_len - f.info.prompt_len, eval_every);
-  std::vector<BlockResult> out;
-  for (int h = 0; h < f.info.num_kv_heads; ++h) {
-    BlockContext ctx = base;
-    ctx.kv_head = h;
-    const BlockInput in{f.layer.keys[h], f.layer.values[h], std::span<const Matrix>(f.layer.queries).subspan(h * g, g),
-                        f.info.prompt_len, f.info.seq_len - f.info.prompt_len};
-    out.push_back(replay_block(c, ctx, in, steps, true));
-  }
-  return out;
+  // All kv heads through one LayerCacheState: a layer-scoped compressor's own,
+  // or per-head states of a block-scoped one — the suite covers both kinds.
+  UnitInput in;
+  in.layer = base.layer;
+  in.prompt_len = f.info.prompt_len;
+  in.decode_steps = f.info.seq_len - f.info.prompt_len;
+  for (int h = 0; h < f.info.num_kv_heads; ++h)
+    in.heads.push_back(HeadInput{f.layer.keys[static_cast<std::size_t>(h)], f.layer.values[static_cast<std::size_t>(h)],
+                                 std::span<const Matrix>(f.layer.queries).subspan(static_cast<std::size_t>(h * g),
+                                                                                  static_cast<std::size_t>(g))});
+  const auto state = make_layer_state(c, base, 0, f.info.num_kv_heads);
+  return replay_unit(*state, in, steps, true);
 }
 
 std::vector<std::string> every_spec() {
@@ -127,6 +131,7 @@ TEST_CASE("contract: the view has one row per token fed and zero rows where abse
     INFO("spec " << spec);
     const auto c = Registry::global().build(spec);
     BlockContext ctx;
+    ctx.layer = 1;
     ctx.head_dim = d;
     ctx.num_layers = f.info.num_layers;
     ctx.num_kv_heads = f.info.num_kv_heads;
@@ -135,23 +140,37 @@ TEST_CASE("contract: the view has one row per token fed and zero rows where abse
     ctx.max_tokens = f.info.seq_len;
     ctx.rope = f.info.rope;
     ctx.calibration = c->calibrate(LayerView{f.layer.keys, f.layer.values, f.layer.queries}, ctx);
-    auto state = c->new_state(ctx);
-    const int g = f.info.group_size();
-    QueryGroup q;
-    for (int j = 0; j < g; ++j) q.emplace_back(f.layer.queries[j].topRows(p));
-    state->prefill(f.layer.keys[0].topRows(p), f.layer.values[0].topRows(p), q);
+    const int g = f.info.group_size(), heads = f.info.num_kv_heads;
+    auto state = make_layer_state(*c, ctx, 0, heads);
+    std::vector<ConstMatrixRef> keys, values;
+    std::vector<QueryGroup> q(static_cast<std::size_t>(heads));
+    for (int h = 0; h < heads; ++h) {
+      keys.emplace_back(f.layer.keys[static_cast<std::size_t>(h)].topRows(p));
+      values.emplace_back(f.layer.values[static_cast<std::size_t>(h)].topRows(p));
+      for (int j = 0; j < g; ++j) q[static_cast<std::size_t>(h)].emplace_back(f.layer.queries[static_cast<std::size_t>(h * g + j)].topRows(p));
+    }
+    state->prefill(keys, values, q);
     for (int t = p; t < f.info.seq_len; ++t) {
-      QueryGroup qt;
-      for (int j = 0; j < g; ++j) qt.emplace_back(f.layer.queries[j].middleRows(t, 1));
-      state->append(f.layer.keys[0].row(t), f.layer.values[0].row(t), qt);
-      const CacheView v = state->view();
-      REQUIRE(state->size() == t + 1);
-      REQUIRE(v.tokens() == t + 1);
-      REQUIRE(v.values.cols() == d);
-      CHECK(v.is_present(t));  // the newest token is always in the cache
-      if (v.present)
-        for (int i = 0; i <= t; ++i)
-          if (!v.is_present(i)) CHECK(v.values.row(i).isZero(0));
+      std::vector<ConstRowRef> kt, vt;
+      std::vector<QueryGroup> qt(static_cast<std::size_t>(heads));
+      for (int h = 0; h < heads; ++h) {
+        kt.emplace_back(f.layer.keys[static_cast<std::size_t>(h)].row(t));
+        vt.emplace_back(f.layer.values[static_cast<std::size_t>(h)].row(t));
+        for (int j = 0; j < g; ++j)
+          qt[static_cast<std::size_t>(h)].emplace_back(f.layer.queries[static_cast<std::size_t>(h * g + j)].middleRows(t, 1));
+      }
+      state->append(kt, vt, qt);
+      for (int h = 0; h < heads; ++h) {
+        const CacheReader& head = state->head(h);
+        const CacheView v = head.view();
+        REQUIRE(head.size() == t + 1);
+        REQUIRE(v.tokens() == t + 1);
+        REQUIRE(v.values.cols() == d);
+        CHECK(v.is_present(t));  // the newest token is always in the cache
+        if (v.present)
+          for (int i = 0; i <= t; ++i)
+            if (!v.is_present(i)) CHECK(v.values.row(i).isZero(0));
+      }
     }
   }
 }

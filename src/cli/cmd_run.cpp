@@ -8,6 +8,7 @@
 #include "cli/cli_util.hpp"
 #include "cli/commands.hpp"
 #include "kvlab/compressors/registry.hpp"
+#include "kvlab/core/error.hpp"
 #include "kvlab/replay/job_summary.hpp"
 #include "kvlab/report/results_writer.hpp"
 
@@ -68,6 +69,8 @@ int run(const RunOptions& o, const GlobalOptions& global) {
   const std::vector<JobResult> results = replay_dump(reader, jobs, opts, &progress);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   progress.finish();
+  for (const JobResult& r : results)
+    if (!r.ok()) fail("{}", r.error);
 
   fmt::print("dump {}: {} layers × {} kv heads ({} query heads), d={}, prompt {} + {} decode steps{}\n", info.path,
              info.num_layers, info.num_kv_heads, info.num_heads, info.head_dim, info.prompt_len,

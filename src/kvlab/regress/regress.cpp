@@ -116,7 +116,9 @@ MetricTable run_regress_cases(const RegressConfig& config, int threads, bool qui
     o.threads = threads;
     o.attention = reader.info().has_queries;
     const Compressor* jobs[] = {c.get()};
-    const JobSummary s = summarize(replay_dump(reader, jobs, o).front());
+    const JobResult r = replay_dump(reader, jobs, o).front();
+    if (!r.ok()) fail("regression case '{}': {}", rc.name, r.error);
+    const JobSummary s = summarize(r);
     auto& m = out[rc.name];
     m["compressed_bits"] = static_cast<double>(s.bits.total());
     m["bits_codes"] = static_cast<double>(s.bits.codes);

@@ -95,6 +95,11 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
         for (std::size_t k = c0; k < c1; ++k) {
           const JobResult& r = results[k - c0];
           const SweepJob& job = plan.jobs[todo[k]];
+          if (!r.ok()) {
+            writer.write_failed(job.identity, r.error);
+            ++outcome.failed;
+            continue;
+          }
           if (plan.model) {
             try {
               const DecodeResult decode = decode_job(plan, reader, *jobs[k - c0], replay);
