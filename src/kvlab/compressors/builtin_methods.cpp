@@ -27,6 +27,8 @@
   X(think)                       \
   X(leverage)                    \
   X(random)                      \
+  X(adakv)                       \
+  X(criticalkv)                  \
   X(qjl)                         \
   X(gear)                        \
   X(gear_l)                      \

@@ -90,10 +90,10 @@ ScorerKind keydiff_scorer() {
             "whole prompt scored at once (kvpress)",
             0, 1 << 24}},
           [](const ParamValues& p) -> ScorerFactory {
-            const int block = p.get_int("block");
+            const int block = p.has("block") ? p.get_int("block") : 0;  // the wrappers use scores only
             return [block](const BlockContext&) { return std::make_unique<KeydiffScorer>(block); };
           },
-          /*needs_queries=*/false, /*needs_rope=*/false};
+          /*needs_queries=*/false, /*needs_rope=*/false, /*selection_only=*/{"block"}};
 }
 
 namespace methods {

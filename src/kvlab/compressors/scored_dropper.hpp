@@ -96,6 +96,9 @@ struct ScorerKind {
   std::function<ScorerFactory(const ParamValues&)> make;
   bool needs_queries = false;
   bool needs_rope = false;
+  // Parameters that only change prompt_selection, not the scores (the
+  // head-adaptive wrappers, which use the scores, leave them out).
+  std::vector<std::string> selection_only = {};
 };
 
 // The ScorerKinds of the score-based droppers, one per method file.
