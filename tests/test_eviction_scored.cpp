@@ -268,3 +268,24 @@ TEST_CASE("scored droppers compose with a per-token inner quantizer", "[eviction
     CHECK_THROWS_WITH(Registry::global().build(m + ":inner=(kivi)"), Contains("per-token"));
   }
 }
+
+TEST_CASE("eviction presets keep the fraction they name", "[eviction][presets]") {
+  const int d = 8, p = 100;
+  const EvBlock b = random_ev_block(p, d, 1, 77);
+  for (const std::string m : {"tova", "knorm", "keydiff", "lagkv", "expected-attention", "chunkkv", "leverage",
+                              "random"})
+    for (const int pct : {20, 50}) {
+      const std::string preset = m + "-" + std::to_string(pct) + "pct";
+      INFO(preset);
+      auto s = ev_state(preset, ev_context(d, p, p));
+      s->prefill(b.k, b.v, ev_rows(b, 0, p));
+      const auto kept = static_cast<int>(present_set(*s).size());
+      if (m == "chunkkv")
+        CHECK((kept <= pct && kept > pct - 10));  // whole chunks of 10 below the budget
+      else
+        CHECK(kept == pct);
+    }
+  for (const char* p2 : {"adakv-20pct", "adakv-50pct", "criticalkv-20pct", "criticalkv-50pct", "think-50pct",
+                         "think-60pct"})
+    CHECK(Registry::global().build(p2) != nullptr);
+}
