@@ -58,7 +58,7 @@ replay: {eval_every: 4, layers: [1]}
 )");
   const SweepPlan plan = make_sweep_plan(load_sweep_config(f));
   REQUIRE(plan.jobs.size() == 3);  // kivi-2bit == kivi:bits=2
-  CHECK(plan.jobs[2].spec.canonical == "kivi:bits=4,group=32,residual=128");
+  CHECK(plan.jobs[2].job.spec.canonical == "kivi:bits=4,group=32,residual=128");
   CHECK(plan.config.replay.eval_every == 4);
   CHECK(plan.config.replay.layers == std::vector<int>{1});
   CHECK(plan.out_dir == "results/t");

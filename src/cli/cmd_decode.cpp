@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -15,7 +16,10 @@
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/dump_reader.hpp"
+#include "kvlab/core/csv.hpp"
 #include "kvlab/model/decode_compare.hpp"
+#include "kvlab/report/job_identity.hpp"
+#include "kvlab/report/result_fields.hpp"
 
 namespace kvlab::cli {
 
@@ -123,9 +127,18 @@ int run(const DecodeCliOptions& o, const GlobalOptions& global) {
   fmt::print("         attention-output rel error per layer (mean over steps, heads): {}\n", layers);
 
   if (!o.csv.empty()) {
+    // The rows of a sweep's decode_steps.csv (result_fields.cpp), for this one job.
+    JobRecord record;
+    const ResolvedSpec spec = Registry::global().resolve(o.compressor);
+    const std::string source = !o.dump.empty() ? o.dump : o.tokens_file;
+    record.identity = make_identity(spec, std::filesystem::path(source).filename().string(), source, ReplayOptions{},
+                                    fmt::format("decode|{}|{}", o.mode, o.steps));
+    record.decode = r;
+    const ResultTable& table = result_table("decode_steps.csv");
+    const TableLayout layout{{}, c.num_layers};
     std::ostringstream out;
-    out << decode_csv_header(c.num_layers);
-    for (const DecodeStep& s : r.steps) out << decode_csv_row(r, s);
+    out << csv_line(table.header(layout));
+    for (const auto& row : table_rows(table, layout, record)) out << csv_line(row);
     const std::string tmp = o.csv + ".tmp";
     {
       std::ofstream f(tmp, std::ios::binary);

@@ -53,7 +53,7 @@ grep -q "ratio comp/ref 1.00000" <<<"$out" || fail "fp16 perplexity ratio is not
 grep -q "top-1 agreement 1.0000" <<<"$out" || fail "fp16 top-1 agreement is not 1"
 lines=$(wc -l <"$TMP/fp16.csv")
 [ "$lines" -eq 33 ] || fail "fp16.csv: expected 33 lines (header + 32 steps), found $lines"
-head -1 "$TMP/fp16.csv" | grep -q "^compressor,mode,step,position,token_ref,token_comp,target,top1_ref,top1_comp,top1_agree,kl,hidden_rel,ce_ref,ce_comp,attn_rel_mean,compression_ratio,attn_rel_layer0,attn_rel_layer1$" \
+head -1 "$TMP/fp16.csv" | grep -q "^job_id,dump,compressor,mode,step,position,token_ref,token_comp,target,top1_ref,top1_comp,top1_agree,kl,hidden_rel,ce_ref,ce_comp,attn_rel_mean,compression_ratio,attn_rel_layer0,attn_rel_layer1$" \
   || fail "unexpected CSV header: $(head -1 "$TMP/fp16.csv")"
 $PY - "$TMP/fp16.csv" <<'PYEOF' || fail "fp16.csv content"
 import csv, sys

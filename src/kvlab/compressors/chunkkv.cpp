@@ -7,7 +7,7 @@
 
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/scored_dropper.hpp"
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 
 namespace kvlab {
 

@@ -5,7 +5,7 @@
 
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 
 namespace kvlab {
 

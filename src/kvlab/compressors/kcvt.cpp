@@ -2,7 +2,7 @@
 // whole row (the GEAR paper's KCVT backbone).
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/stream_compressor.hpp"
-#include "kvlab/quant/quant_codec.hpp"
+#include "kvlab/compressors/quant_codec.hpp"
 
 namespace kvlab::methods {
 

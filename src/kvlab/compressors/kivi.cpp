@@ -3,7 +3,7 @@
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/stream_compressor.hpp"
 #include "kvlab/core/error.hpp"
-#include "kvlab/quant/quant_codec.hpp"
+#include "kvlab/compressors/quant_codec.hpp"
 
 namespace kvlab::methods {
 

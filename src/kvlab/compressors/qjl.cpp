@@ -20,7 +20,7 @@
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/fp16.hpp"
 #include "kvlab/core/rng.hpp"
-#include "kvlab/quant/quant_codec.hpp"
+#include "kvlab/compressors/quant_codec.hpp"
 
 namespace kvlab {
 

@@ -6,7 +6,7 @@
 #include "kvlab/compressors/h2o.hpp"
 #include "kvlab/compressors/scored_dropper.hpp"
 #include "kvlab/core/error.hpp"
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 
 namespace kvlab {
 

@@ -1,7 +1,7 @@
 // tova: Token Omission Via Attention (Oren et al. 2024, "Transformers are
 // Multi-State RNNs"), docs/methods/eviction.md.
 #include "kvlab/compressors/scored_dropper.hpp"
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 
 namespace kvlab {
 

@@ -9,7 +9,6 @@
 #include <limits>
 
 #include "kvlab/compressors/registry.hpp"
-#include "kvlab/core/csv.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/dump_reader.hpp"
 #include "kvlab/model/llama_forward.hpp"
@@ -227,25 +226,6 @@ DecodeResult decode_compare(const ModelWeights& model, const std::vector<std::in
     r.kv_check = check_against_dump(ref, *dump, positions, kv_rtol, kv_atol);
   }
   return r;
-}
-
-std::string decode_csv_header(int num_layers) {
-  std::vector<std::string> f{"compressor", "mode", "step", "position", "token_ref", "token_comp", "target",
-                             "top1_ref", "top1_comp", "top1_agree", "kl", "hidden_rel", "ce_ref", "ce_comp",
-                             "attn_rel_mean", "compression_ratio"};
-  for (int l = 0; l < num_layers; ++l) f.push_back(fmt::format("attn_rel_layer{}", l));
-  return csv_line(f);
-}
-
-std::string decode_csv_row(const DecodeResult& r, const DecodeStep& s) {
-  auto tok = [](std::int64_t t) { return t < 0 ? std::string() : fmt::format("{}", t); };
-  std::vector<std::string> f{r.compressor, r.free_running ? "free" : "teacher", csv_number(s.step),
-                             csv_number(s.position), tok(s.token_ref), tok(s.token_comp), tok(s.target),
-                             tok(s.top1_ref), tok(s.top1_comp), csv_number(s.top1_ref == s.top1_comp ? 1 : 0),
-                             csv_number(s.kl), csv_number(s.hidden_rel), csv_number(s.ce_ref), csv_number(s.ce_comp),
-                             csv_number(s.attn_rel_mean()), csv_number(s.compression_ratio)};
-  for (double v : s.attn_rel) f.push_back(csv_number(v));
-  return csv_line(f);
 }
 
 }  // namespace kvlab

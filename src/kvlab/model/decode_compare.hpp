@@ -81,8 +81,4 @@ double logits_kl(const RowVector& a, const RowVector& b);
 double cross_entropy(const RowVector& a, std::int64_t target);
 std::int64_t argmax(const RowVector& a);
 
-// The CSV (header + one row per step).
-std::string decode_csv_header(int num_layers);
-std::string decode_csv_row(const DecodeResult& r, const DecodeStep& s);
-
 }  // namespace kvlab

@@ -6,6 +6,7 @@
 
 #include "kvlab/compressors/layer_state.hpp"
 #include "kvlab/core/error.hpp"
+#include "kvlab/attention/softmax.hpp"
 #include "kvlab/metrics/attention.hpp"
 
 namespace kvlab {

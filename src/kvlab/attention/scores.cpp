@@ -1,4 +1,4 @@
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 
 #include <algorithm>
 #include <cmath>
