@@ -18,6 +18,17 @@
   X(streaming)                   \
   X(snapkv)                      \
   X(pyramidkv)                   \
+  X(tova)                        \
+  X(knorm)                       \
+  X(keydiff)                     \
+  X(lagkv)                       \
+  X(expected_attention)          \
+  X(chunkkv)                     \
+  X(think)                       \
+  X(leverage)                    \
+  X(random)                      \
+  X(adakv)                       \
+  X(criticalkv)                  \
   X(qjl)                         \
   X(gear)                        \
   X(gear_l)                      \
