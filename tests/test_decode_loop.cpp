@@ -127,9 +127,10 @@ TEST_CASE("free mode: summary means stop at the first divergence", "[model][loop
   REQUIRE(r.first_divergence > 0);  // step 0 feeds the prompt's argmax, shared by construction
   CHECK(r.shared_steps == r.first_divergence);
   CHECK(r.steps_to_divergence() == r.first_divergence);
-  double kl = 0.0, all = 0.0;
+  double kl = 0.0, all = 0.0, bits = 0.0;
   int agree = 0;
   for (const DecodeStep& s : r.steps) {
+    bits += 16.0 / s.compression_ratio;  // the size is averaged over every step, diverged or not
     CHECK(s.shared_context == (s.step < r.first_divergence));
     if (s.shared_context) {
       kl += s.kl;
@@ -138,6 +139,8 @@ TEST_CASE("free mode: summary means stop at the first divergence", "[model][loop
     all += s.kl;
   }
   CHECK(r.mean_kl == Approx(kl / r.first_divergence).epsilon(1e-12));
+  CHECK(r.mean_bits_per_element == Approx(bits / static_cast<double>(r.steps.size())).epsilon(1e-12));
+  CHECK(r.mean_bits_per_element < 16.0 / 3);
   CHECK(r.top1_agreement == Approx(static_cast<double>(agree) / r.first_divergence));
   // The step before the divergence is where the argmaxes parted.
   const DecodeStep& last = r.steps[static_cast<std::size_t>(r.first_divergence - 1)];

@@ -98,16 +98,16 @@ void print_detail(const DecodeResult& r, const std::string& label, const ModelWe
   fmt::print("{}", format_table(rows));
   if (r.free_running && r.first_divergence >= 0) fmt::print("(* = after the first divergence: the contexts differ)\n");
   if (!r.free_running) {
-    fmt::print("summary: compression ratio {:.3f}; mean KL {} (max {}); top-1 agreement {:.4f}; hidden rel mean {} "
-               "(last {})\n",
-               r.compression_ratio, pretty(r.mean_kl), pretty(r.max_kl), r.top1_agreement, pretty(r.mean_hidden_rel),
+    fmt::print("summary: compression ratio {:.3f} (mean {:.3f} bits/element over the steps); mean KL {} (max {}); "
+               "top-1 agreement {:.4f}; hidden rel mean {} (last {})\n",
+               r.compression_ratio, r.mean_bits_per_element, pretty(r.mean_kl), pretty(r.max_kl), r.top1_agreement, pretty(r.mean_hidden_rel),
                pretty(r.final_hidden_rel));
     fmt::print("         cross-entropy ref {} comp {} nats → perplexity {} vs {} (ratio comp/ref {:.5f})\n",
                pretty(r.mean_ce_ref), pretty(r.mean_ce_comp), pretty(r.ppl_ref), pretty(r.ppl_comp), r.ppl_ratio);
   } else {
-    fmt::print("summary: steps to first divergence {} of {}; compression ratio {:.3f}\n",
+    fmt::print("summary: steps to first divergence {} of {}; compression ratio {:.3f} (mean {:.3f} bits/element)\n",
                r.first_divergence < 0 ? fmt::format("≥ {} (never diverged)", n) : fmt::format("{}", r.first_divergence),
-               n, r.compression_ratio);
+               n, r.compression_ratio, r.mean_bits_per_element);
     fmt::print("         before it ({} shared-context steps): mean KL {} (max {}); top-1 agreement {:.4f}; hidden rel "
                "mean {}\n",
                r.shared_steps, pretty(r.mean_kl), pretty(r.max_kl), r.top1_agreement, pretty(r.mean_hidden_rel));
@@ -133,12 +133,12 @@ void print_detail(const DecodeResult& r, const std::string& label, const ModelWe
 // The headline metrics of one sample, in table order.
 std::vector<std::pair<std::string, double>> headline(const DecodeResult& r) {
   if (r.free_running)
-    return {{"ratio", r.compression_ratio},
+    return {{"bits/elem", r.mean_bits_per_element},
             {"steps to div.", static_cast<double>(r.steps_to_divergence())},
             {"KL (shared)", r.mean_kl},
             {"top-1 (shared)", r.top1_agreement},
             {"match rate", r.token_match_rate}};
-  return {{"ratio", r.compression_ratio}, {"mean KL", r.mean_kl}, {"top-1", r.top1_agreement},
+  return {{"bits/elem", r.mean_bits_per_element}, {"mean KL", r.mean_kl}, {"top-1", r.top1_agreement},
           {"hidden rel", r.mean_hidden_rel}, {"ppl ratio", r.ppl_ratio}};
 }
 

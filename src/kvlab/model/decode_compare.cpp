@@ -82,7 +82,7 @@ DecodeResult compare_to_reference(const ModelWeights& model, const ReferenceRun&
   r.mean_attn_rel.assign(static_cast<std::size_t>(c.num_layers), 0.0);
   // Prefill is exact in both runs, so the first fed token is shared.
   std::int64_t next_comp = argmax(comp.logits());
-  double ce_ref = 0.0, ce_comp = 0.0, hidden = 0.0, kl = 0.0;
+  double ce_ref = 0.0, ce_comp = 0.0, hidden = 0.0, kl = 0.0, bits_per_element = 0.0;
   int ce_n = 0, agree = 0, match = 0;
   bool shared = true;
   for (int s = 0; s < steps; ++s) {
@@ -117,6 +117,7 @@ DecodeResult compare_to_reference(const ModelWeights& model, const ReferenceRun&
     }
     const double bits = static_cast<double>(comp.bits().total());
     st.compression_ratio = bits > 0 ? rs.fp16_bits / bits : INFINITY;
+    bits_per_element += 16.0 * bits / rs.fp16_bits;
     if (st.token_ref == st.token_comp) ++match;
     if (shared) {  // summary means: the shared-context steps only
       ++r.shared_steps;
@@ -154,6 +155,7 @@ DecodeResult compare_to_reference(const ModelWeights& model, const ReferenceRun&
   }
   if (ref.free_running) r.token_match_rate = match / static_cast<double>(std::max(steps, 1));
   r.compression_ratio = r.steps.empty() ? 1.0 : r.steps.back().compression_ratio;
+  if (steps > 0) r.mean_bits_per_element = bits_per_element / steps;
   return r;
 }
 

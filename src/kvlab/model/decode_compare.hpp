@@ -51,6 +51,7 @@ struct DecodeResult {
   int first_divergence = -1;      // free mode: first step whose fed tokens differ (−1: never)
   double token_match_rate = NAN;  // free mode: fraction of all steps with equal fed tokens
   double compression_ratio = 1.0;  // at the last step
+  double mean_bits_per_element = NAN;  // compressed bits per cached element (16 / ratio), mean over all steps
   std::vector<double> mean_attn_rel;  // per layer, over the shared-context steps
   std::vector<std::int64_t> generated_ref, generated_comp;  // free mode
   KvCheck kv_check;  // the reference run's check against the dump

@@ -157,6 +157,8 @@ ResultTable summary_table() {
         [](const D& d) { return num(d.token_match_rate); });
   model("decode_compression_ratio", FieldType::Float, "FP16 bits / compressed bits of the model's whole cache at the last step",
         [](const D& d) { return num(d.compression_ratio); });
+  model("decode_bits_per_element", FieldType::Float, "compressed bits per cached element (16 / ratio), mean over all decode steps: the size as the run saw it, not only at the end",
+        [](const D& d) { return num(d.mean_bits_per_element); });
   model("decode_kv_rel_max", FieldType::Float, "the reference's keys/values vs the dump: max over layers and K/V of the relative norm (empty: not checked)",
         [](const D& d) { return d.kv_check.done ? num(d.kv_check.max_rel) : FieldValue{}; });
   return t;
