@@ -48,7 +48,10 @@ def label(spec):
         return f"KIVI G{p['group']} R{p['residual']}"
     name = {"gear": "GEAR", "gear-l": "GEAR-L"}.get(method, method)
     s = f" s{p['sparsity']}" if "sparsity" in p else ""
-    return f"{name} G{p['group']} nb{p['buffer']} r{p['rank']}/{p['rank_decode']}{s}"
+    if p.get("recompress") == "true":  # the released whole-cache path: rank_decode only
+        return f"{name} G{p['group']} nb{p['buffer']} r{p['rank_decode']}{s}{' compat' if p.get('compat_outliers') == 'true' else ''} recompress"
+    compat = " compat" if p.get("compat_outliers") == "true" else ""
+    return f"{name} G{p['group']} nb{p['buffer']} r{p['rank']}/{p['rank_decode']}{s}{compat}"
 
 
 def load(root):
@@ -102,6 +105,9 @@ PAIRS = [  # (GEAR config, KIVI config, what is matched)
     ("GEAR G64 nb128 r3/2 s0.02", "KIVI G32 R128", "window 128 and bits/element"),
     ("GEAR G64 nb128 r4/2 s0.02", "KIVI G64 R128", "window 128, same G=64 backbone (what S + L add)"),
     ("GEAR-L G64 nb128 r4/2", "KIVI G64 R128", "window 128, G=64 backbone + L only"),
+    ("GEAR G64 nb64 r4/2 s0.02 compat", "KIVI G32 R128", "bits/element, released outlier rule (window 64 vs 128)"),
+    ("GEAR G64 nb128 r4/2 s0.02 compat", "KIVI G32 R128", "window 128, released outlier rule"),
+    ("GEAR G64 nb64 r2 s0.02 compat recompress", "KIVI G32 R128", "GEAR as its published scripts run it"),
 ]
 
 
