@@ -30,8 +30,8 @@ def rel(x, x_hat):
 
 
 print(f"layer {layer}: keys {keys.shape}, prompt {prompt_len} + {keys.shape[1] - prompt_len} decode steps")
-print(f"{'spec':58} {'ratio':>6} {'K rel':>7} {'V rel':>7} {'kept':>6}")
+print(f"{'spec':18} {'ratio':>6} {'K rel':>7} {'V rel':>7} {'kept':>6}")
 for spec in ["kivi-2bit", "kivi-4bit", "gear-2bit", "qjl-256", "h2o-20pct", "kvquant-nuq3-1pct"]:
     r = kvlab.compress(spec, keys, values, prompt_len, queries, layer=layer, num_layers=num_layers, **rope)
     k_err = "n/a" if r.keys is None else f"{rel(keys, r.keys):.4f}"
-    print(f"{r.spec:58} {r.compression_ratio:6.2f} {k_err:>7} {rel(values, r.values):7.4f} {r.present.mean():6.1%}")
+    print(f"{spec:18} {r.compression_ratio:6.2f} {k_err:>7} {rel(values, r.values):7.4f} {r.present.mean():6.1%}")

@@ -37,5 +37,5 @@ for spec in ["fp16", "kivi-2bit", "kivi-4bit", "gear-2bit", "h2o-20pct"]:
         approx = attention(queries[t], k_hat, v_hat, present)
         errors.append(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
     bits = state.bits()["total"]
-    print(f"{kvlab.canonical(spec):60} ratio {16 * 2 * total * d / bits:5.2f}  "
+    print(f"{spec:10} ratio {16 * 2 * total * d / bits:5.2f}  "
           f"attn err first/last 64 steps {np.mean(errors[:64]):.4f} / {np.mean(errors[-64:]):.4f}")

@@ -15,7 +15,7 @@ DUMP = ROOT / "data" / "shakespeare-a.kvdump.h5"
 tables = kvlab.run(DUMP, ["kivi-2bit", "gear-2bit", "h2o-20pct", "kvquant-nuq3-1pct"], eval_every=32,
                    tables=["summary", "steps"])
 summary = tables["summary"].sort_values("attn_out_rel")
-print(summary[["spec", "compression_ratio", "bits_per_element", "k_rel_err_global", "v_rel_err_global",
+print(summary[["preset", "compression_ratio", "bits_per_element", "k_rel_err_global", "v_rel_err_global",
                "attn_out_rel"]].to_string(index=False))
 
 steps = tables["steps"]

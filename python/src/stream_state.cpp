@@ -97,16 +97,6 @@ class PyState {
     if (q) expect_shape(*q, {hq, d});
     else if (compressor_->needs_queries()) check_needs(*compressor_, ctx_, false);
 
-    std::vector<ConstRowRef> kr, vr;
-    std::vector<QueryGroup> qr(static_cast<std::size_t>(heads_));
-    kr.reserve(static_cast<std::size_t>(heads_));
-    vr.reserve(static_cast<std::size_t>(heads_));
-    for (int h = 0; h < heads_; ++h) {
-      kr.emplace_back(k.row(single_ ? 0 : h));
-      vr.emplace_back(v.row(single_ ? 0 : h));
-      if (q)
-        for (int j = 0; j < ctx_.group_size; ++j) qr[static_cast<std::size_t>(h)].emplace_back(q->row_matrix(h * ctx_.group_size + j));
-    }
     const auto lock = claim();
     py::gil_scoped_release release;
     k.check_finite();
@@ -115,7 +105,24 @@ class PyState {
     if (!prefilled_) fail("append before prefill: feed the prompt with prefill() first");
     if (size_ >= ctx_.max_tokens)
       fail("append: the state is full (max_tokens = {}); make it with a larger max_tokens", ctx_.max_tokens);
-    state_->append(kr, vr, qr);
+    if (heads_ == 1) {  // the per-token path of new_state: no heap allocation
+      const ConstRowRef kr(k.row(0)), vr(v.row(0));
+      QueryGroup qr;
+      if (q)
+        for (int j = 0; j < ctx_.group_size; ++j) qr.emplace_back(q->row_matrix(j));
+      state_->append(std::span(&kr, 1), std::span(&vr, 1), std::span(&qr, 1));
+    } else {
+      std::vector<ConstRowRef> kr, vr;
+      std::vector<QueryGroup> qr(static_cast<std::size_t>(heads_));
+      for (int h = 0; h < heads_; ++h) {
+        kr.emplace_back(k.row(h));
+        vr.emplace_back(v.row(h));
+        if (q)
+          for (int j = 0; j < ctx_.group_size; ++j)
+            qr[static_cast<std::size_t>(h)].emplace_back(q->row_matrix(h * ctx_.group_size + j));
+      }
+      state_->append(kr, vr, qr);
+    }
     ++size_;
   }
 
