@@ -8,10 +8,14 @@ with a baseline measured in the same run:
    KIVI-2bit's append (real work) for scale. Goal: < 2 µs per append.
 2. compress() on one 7B-shaped layer (32 kv heads, K and V [4096 × 128], the
    whole sequence at prefill) against the same compression by the CLI:
-   `kvlab run` on a one-layer synth dump of those tensors (timing.csv's
-   batch_wall_s: read the layer + replay), `bench_kivi` (the C++ states on
-   in-memory data, no I/O) when built, and the memory floor (NumPy copying K
-   and V into preallocated arrays).
+   `kvlab run` on a one-layer synth dump of those tensors (the whole process,
+   and timing.csv's batch_wall_s: read the layer + replay), `bench_kivi` (the
+   C++ states on in-memory data, no I/O) when built, and the memory floor
+   (NumPy copying K and V into preallocated arrays). The machine may be
+   shared: CPU time (all threads of the process) is reported beside wall time.
+
+The allocator is tuned as the kvlab executable tunes it (kvlab.tune_allocator)
+unless --no-tune-allocator.
 
     PYTHONPATH=build/python /usr/bin/python3 experiments/bench/bench_python.py [--threads 2] [--repeats 7]
 """
@@ -20,6 +24,7 @@ import argparse
 import csv
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,10 +44,11 @@ def stats(samples, unit, scale):
     return f"median {statistics.median(xs):8.2f} {unit}  (min {min(xs):.2f}, max {max(xs):.2f}, n={len(xs)})"
 
 
-def time_once(fn):
-    t0 = time.perf_counter()
+def timed(fn):
+    """(wall, CPU time of this process) of one call, in seconds."""
+    w0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - w0, time.process_time() - c0
 
 
 def bench_append(repeats, tokens=20000, d=128):
@@ -56,10 +62,9 @@ def bench_append(repeats, tokens=20000, d=128):
     def noop(a, b):
         return None
 
-    def timed(loop):
-        w0, c0 = time.perf_counter(), time.process_time()
-        loop()
-        return (time.perf_counter() - w0) / tokens, (time.process_time() - c0) / tokens
+    def per_token(loop):
+        wall, cpu = timed(loop)
+        return wall / tokens, cpu / tokens
 
     def floor_loop():
         f = noop
@@ -74,11 +79,11 @@ def bench_append(repeats, tokens=20000, d=128):
         def loop():
             for k, v in zip(rows_k, rows_v):
                 append(k, v)
-        return timed(loop)
+        return per_token(loop)
 
     runs = {"floor": [], "fp16": [], "kivi-2bit": []}
     for _ in range(repeats):  # interleaved: background load hits all three alike
-        runs["floor"].append(timed(floor_loop))
+        runs["floor"].append(per_token(floor_loop))
         runs["fp16"].append(appends("fp16"))
         runs["kivi-2bit"].append(appends("kivi-2bit"))
     print(f"State.append, d={d}, {tokens} tokens per run; wall clock | CPU time of this process:")
@@ -112,34 +117,47 @@ def bench_compress(repeats, threads, kvlab_bin, bench_kivi):
 
         def cli():
             out = Path(tmp) / "r"
+            c0 = children_cpu()
+            w0 = time.perf_counter()
             subprocess.run([kvlab_bin, "-q", "run", "-d", str(dump), "-c", "kivi-2bit", "--no-attention",
                             "--eval-every", "0", "-j", str(threads), "--csv", str(out), "--overwrite"], check=True,
                            stdout=subprocess.DEVNULL)
+            wall, cpu = time.perf_counter() - w0, children_cpu() - c0
             with open(out / "timing.csv") as f:
-                return float(next(csv.DictReader(f))["batch_wall_s"])
+                batch = float(next(csv.DictReader(f))["batch_wall_s"])
+            return wall, cpu, batch
 
-        floor_s, compress_s, cli_s = [], [], []
+        runs = {"floor": [], "compress": [], "cli": [], "batch": []}
         ratio = None
-        for _ in range(repeats):
-            floor_s.append(time_once(floor))
-            t0 = time.perf_counter()
-            r = kvlab.compress("kivi-2bit", keys, values, threads=threads)
-            compress_s.append(time.perf_counter() - t0)
-            ratio = r.compression_ratio
-            cli_s.append(cli())
+        for _ in range(repeats):  # interleaved: background load hits all alike
+            runs["floor"].append(timed(floor))
+            runs["compress"].append(timed(lambda: kvlab.compress("kivi-2bit", keys, values, threads=threads)))
+            wall, cpu, batch = cli()
+            runs["cli"].append((wall, cpu))
+            runs["batch"].append((batch, float("nan")))
+        ratio = kvlab.compress("kivi-2bit", keys, values, threads=threads).compression_ratio
     print(f"\nkivi-2bit on one 7B-shaped layer ({heads} kv heads × [{tokens} × {d}], K and V), {threads} threads, "
-          f"ratio {ratio:.3f}:")
-    print(f"  memory floor (NumPy copy of K, V)  {stats(floor_s, 'ms', 1e3)}")
-    print(f"  kvlab.compress()                   {stats(compress_s, 'ms', 1e3)}")
-    print(f"  kvlab run (read layer + replay)    {stats(cli_s, 'ms', 1e3)}")
+          f"ratio {ratio:.3f}; wall clock | CPU time (all threads):")
+    labels = {"floor": "memory floor (NumPy copy of K, V)", "compress": "kvlab.compress()",
+              "cli": "kvlab run (whole process)", "batch": "kvlab run: read + replay (timing.csv)"}
+    for name, label in labels.items():
+        wall, cpu = zip(*runs[name])
+        cpu_text = "" if name == "batch" else " | " + stats(cpu, "ms", 1e3)
+        print(f"  {label:38} {stats(wall, 'ms', 1e3)}{cpu_text}")
     if bench_kivi and Path(bench_kivi).is_file():
         kivi = []
         for _ in range(repeats):
             out = subprocess.run([bench_kivi, str(threads)], capture_output=True, text=True, check=True).stdout
             kivi.append(float(re.search(r"compress\+reconstruct:\s+([\d.]+) ms", out).group(1)) / 1e3)
-        print(f"  bench_kivi (C++, best of 7 each)   {stats(kivi, 'ms', 1e3)}")
-    print(f"  => compress() / kvlab run          {statistics.median(compress_s) / statistics.median(cli_s):.2f}x "
-          f"(medians)")
+        print(f"  {'bench_kivi (C++ states, no I/O; best of 7)':38} {stats(kivi, 'ms', 1e3)}")
+    med = {n: [statistics.median(x) for x in zip(*runs[n])] for n in ("compress", "cli")}
+    print(f"  => compress() / kvlab run: wall {med['compress'][0] / med['cli'][0]:.2f}x, "
+          f"CPU {med['compress'][1] / med['cli'][1]:.2f}x (medians)")
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def main():
@@ -149,11 +167,15 @@ def main():
     ap.add_argument("--kvlab", default=str(ROOT / "build" / "kvlab"))
     ap.add_argument("--bench-kivi", default=str(ROOT / "build" / "bench_kivi"))
     ap.add_argument("--only", choices=["append", "compress"])
+    ap.add_argument("--no-tune-allocator", action="store_true",
+                    help="leave glibc's malloc defaults (the kvlab executable tunes them at start-up)")
     a = ap.parse_args()
     if a.repeats < 5:
         sys.exit("--repeats must be at least 5")
+    if not a.no_tune_allocator:
+        kvlab.tune_allocator()
     print(f"kvlab {kvlab.__version__} ({kvlab.git_revision}), Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, allocator {'default' if a.no_tune_allocator else 'tuned (as the CLI)'}")
     if a.only in (None, "append"):
         bench_append(a.repeats)
     if a.only in (None, "compress"):

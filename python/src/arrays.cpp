@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <bit>
+#include <cstdint>
+
 #include "kvlab/core/error.hpp"
 
 namespace kvlab::python {
@@ -93,13 +96,44 @@ void FloatTensor::check_finite() const {
       offset += index[i] * stride_[i];
     }
     const RowMap row(data_ + offset, cols);
-    if (row.allFinite()) continue;
+    if (all_finite(row.data(), cols)) continue;
     for (py::ssize_t c = 0; c < cols; ++c)
       if (!std::isfinite(row[c])) {
         index[n - 1] = c;
         fail("{}: non-finite value {} at {}", what_, row[c], dims_text(index.data(), rank_));
       }
   }
+}
+
+namespace {
+
+// NaN and ±Inf are the floats whose exponent bits are all ones.
+inline std::uint32_t non_finite(float x) {
+  constexpr std::uint32_t exponent = 0x7f800000u;
+  return (std::bit_cast<std::uint32_t>(x) & exponent) == exponent ? 1u : 0u;
+}
+
+}  // namespace
+
+bool all_finite(const float* p, std::ptrdiff_t n) {
+  std::uint32_t bad = 0;
+  for (std::ptrdiff_t i = 0; i < n; ++i) bad |= non_finite(p[i]);
+  return bad == 0;
+}
+
+bool copy_finite(const MatrixMap& src, Matrix& dst) {
+  dst.resize(src.rows(), src.cols());
+  const std::ptrdiff_t cols = src.cols();
+  std::uint32_t bad = 0;
+  for (Eigen::Index r = 0; r < src.rows(); ++r) {
+    const float* in = src.data() + r * src.outerStride();
+    float* out = dst.data() + r * cols;
+    for (std::ptrdiff_t c = 0; c < cols; ++c) {
+      out[c] = in[c];
+      bad |= non_finite(in[c]);
+    }
+  }
+  return bad == 0;
 }
 
 void expect_shape(const FloatTensor& t, std::initializer_list<int> expected) {

@@ -57,6 +57,12 @@ class FloatTensor {
   const float* data_ = nullptr;
 };
 
+// Copies src into dst (resized) and tells whether every value was finite, in
+// one pass (the exponent bits are checked branch-free, so it vectorises).
+bool copy_finite(const MatrixMap& src, Matrix& dst);
+// Whether every one of the n floats at p is finite (same test, no copy).
+bool all_finite(const float* p, std::ptrdiff_t n);
+
 // Throws kvlab::Error "<what>: expected shape [..] <axes>, found [..]" unless
 // t.dim(i) == expected[i] wherever expected[i] >= 0 (rank = expected.size()).
 void expect_shape(const FloatTensor& t, std::initializer_list<int> expected);

@@ -30,10 +30,7 @@ bool copy_heads(const FloatTensor& t, std::vector<Matrix>& out, int threads) {
   out.resize(static_cast<std::size_t>(n));
   int bad = 0;
 #pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : bad)
-  for (int h = 0; h < n; ++h) {
-    out[static_cast<std::size_t>(h)] = t.matrix(h);
-    bad += out[static_cast<std::size_t>(h)].allFinite() ? 0 : 1;
-  }
+  for (int h = 0; h < n; ++h) bad += copy_finite(t.matrix(h), out[static_cast<std::size_t>(h)]) ? 0 : 1;
   return bad == 0;
 }
 

@@ -2,6 +2,7 @@
 // (python/kvlab/__init__.py is the public face). kvlab::FileError becomes
 // OSError and every other kvlab::Error ValueError, with kvlab's message.
 #include "bindings.hpp"
+#include "kvlab/core/allocator.hpp"
 #include "kvlab/core/build_info.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
@@ -36,6 +37,10 @@ PYBIND11_MODULE(_kvlab, m) {
   kvlab::io::silence_hdf5_errors();
   m.attr("__version__") = kvlab::build_info::version;
   m.attr("git_revision") = kvlab::build_info::git_revision();
+  m.def("tune_allocator", &kvlab::tune_allocator,
+        "Keep freed memory in the process (glibc mallopt), as the kvlab executable does at start-up: multi-MB "
+        "buffers are then reused instead of unmapped and page-faulted anew (compress() on a 7B-shaped layer "
+        "needs ~30% less CPU). Process-wide and not undone; call it once, early, if you want it.");
   kvlab::python::bind_registry(m);
   kvlab::python::bind_states(m);
   kvlab::python::bind_compress(m);
