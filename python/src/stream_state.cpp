@@ -8,6 +8,7 @@
 // RuntimeError instead of waiting (waiting with the GIL held could deadlock).
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <mutex>
 
 #include "arrays.hpp"
@@ -75,7 +76,7 @@ class PyState {
     k.check_finite();
     v.check_finite();
     if (q) q->check_finite();
-    if (prefilled_) fail("prefill: the state already holds {} tokens (prefill once, then append)", size_);
+    if (prefilled_) fail("prefill: the state already holds {} tokens (prefill once, then append)", size_.load());
     state_->prefill(kr, vr, qr);
     prefilled_ = true;
     size_ = p;
@@ -103,7 +104,7 @@ class PyState {
     v.check_finite();
     if (q) q->check_finite();
     if (!prefilled_) fail("append before prefill: feed the prompt with prefill() first");
-    if (size_ >= ctx_.max_tokens)
+    if (size_.load() >= ctx_.max_tokens)
       fail("append: the state is full (max_tokens = {}); make it with a larger max_tokens", ctx_.max_tokens);
     if (heads_ == 1) {  // the per-token path of new_state: no heap allocation
       const ConstRowRef kr(k.row(0)), vr(v.row(0));
@@ -166,9 +167,10 @@ class PyState {
     const FloatTensor q(queries, "queries", 2, "[m, d]");
     expect_shape(q, {-1, ctx_.head_dim});
     const auto lock = claim();
-    py::array_t<float> out = new_float_array({q.dim(0), size_});
-    if (size_ == 0 || q.dim(0) == 0) return out;
-    Eigen::Map<Matrix> o(out.mutable_data(), q.dim(0), size_);
+    const int t = size_;
+    py::array_t<float> out = new_float_array({q.dim(0), t});
+    if (t == 0 || q.dim(0) == 0) return out;
+    Eigen::Map<Matrix> o(out.mutable_data(), q.dim(0), t);
     py::gil_scoped_release release;
     state_->head(h).key_logits(q.matrix(), o);
     return out;
@@ -205,7 +207,7 @@ class PyState {
   int first_head_, heads_;
   bool single_;
   std::unique_ptr<LayerCacheState> state_;
-  int size_ = 0;
+  std::atomic<int> size_ = 0;  // written under the claim, read by len() without it
   bool prefilled_ = false;
   mutable std::mutex mutex_;
 };
