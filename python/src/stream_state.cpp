@@ -256,11 +256,18 @@ void bind_states(py::module_& m) {
   py::class_<PyState>(m, "State",
                       "A streaming compressed cache: prefill once, then append one token at a time; view() and bits() "
                       "at any point. Made by Compressor.new_state / new_layer_state.")
-      .def("prefill", &PyState::prefill, "keys"_a, "values"_a, "queries"_a = py::none())
-      .def("append", &PyState::append, "key"_a, "value"_a, "queries"_a = py::none())
-      .def("view", &PyState::view, "head"_a = py::none())
-      .def("bits", &PyState::bits, "head"_a = py::none())
-      .def("logits", &PyState::logits, "queries"_a, "head"_a = 0)
+      .def("prefill", &PyState::prefill, "keys"_a, "values"_a, "queries"_a = py::none(),
+           "The prompt, once: keys/values [prompt_len, d] ([kv_heads, prompt_len, d] for a layer state); queries "
+           "[group_size, prompt_len, d] ([query_heads, ...]) for methods that score tokens by attention.")
+      .def("append", &PyState::append, "key"_a, "value"_a, "queries"_a = py::none(),
+           "One decoded token: key/value [d] ([kv_heads, d]); queries [group_size, d] ([query_heads, d]).")
+      .def("view", &PyState::view, "head"_a = py::none(),
+           "(keys, values, present): copies of the reconstruction [T, d] ([kv_heads, T, d]) and the bool mask "
+           "of tokens still cached; keys is None when the method keeps no reconstructible keys (use logits).")
+      .def("bits", &PyState::bits, "head"_a = py::none(),
+           "The exact size now, by component (codes, metadata, sparse, lowrank, fp16, index, total).")
+      .def("logits", &PyState::logits, "queries"_a, "head"_a = 0,
+           "q·K̂ᵀ (unscaled) for queries [m, d] over the cache: [m, T]; ignore positions where present is False.")
       .def("__len__", &PyState::size)
       .def_property_readonly("size", &PyState::size, "tokens fed so far")
       .def_property_readonly("heads", &PyState::heads, "kv heads the state holds")
