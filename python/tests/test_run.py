@@ -5,7 +5,6 @@ errors as ValueError / OSError with the CLI's message."""
 import math
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 
