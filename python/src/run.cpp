@@ -97,7 +97,7 @@ py::dict table_columns(const std::string& name, const RunOutput& out) {
 py::dict run(py::object dump, const std::vector<std::string>& specs, std::optional<std::vector<int>> layers,
              std::optional<int> eval_every, std::optional<int> threads, std::uint64_t seed,
              std::optional<int> max_steps, bool attention, const std::vector<std::string>& tables) {
-  const std::string path = py::str(py::module_::import("os").attr("fspath")(dump));
+  const std::string path = py::str(py::module_::import("os").attr("fsdecode")(dump));  // str, bytes or PathLike
   if (specs.empty()) fail("run: no compressor spec given (specs=['kivi-2bit', ...])");
   for (const std::string& t : tables)
     if (std::find(kTables.begin(), kTables.end(), t) == kTables.end())
