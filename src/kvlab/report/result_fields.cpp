@@ -176,7 +176,11 @@ ResultTable layers_table() {
   c.push_back(Field{"tensor", FieldType::String, "", "K or V", [](const RowContext& r) { return text(r.tensor == 0 ? "K" : "V"); }});
   auto err = [](const RowContext& r) -> const TensorError& { return r.tensor == 0 ? r.block->keys : r.block->values; };
   c.push_back(Field{"rel_err", FieldType::Float, "", "‖X − X̂‖_F / ‖X‖_F of the final cache (empty: not reconstructible)",
-                    [err](const RowContext& r) { return num(err(r).rel()); }});
+                    [err](const RowContext& r) {
+                      // Not reconstructible: the errors are NaN, and rel() of NaN is 0.
+                      if (r.tensor == 0 && !r.block->keys_reconstructible) return FieldValue{};
+                      return num(err(r).rel());
+                    }});
   c.push_back(Field{"max_abs_err", FieldType::Float, "", "max |X − X̂|", [err](const RowContext& r) { return num(err(r).max_abs); }});
   c.push_back(Field{"sq_err", FieldType::Float, "", "‖X − X̂‖_F²", [err](const RowContext& r) { return num(err(r).sq_err); }});
   c.push_back(Field{"sq_norm", FieldType::Float, "", "‖X‖_F²", [err](const RowContext& r) { return num(err(r).sq_norm); }});
@@ -329,14 +333,14 @@ const ResultTable& result_table(std::string_view file) {
   fail("no results table named '{}'", file);
 }
 
-std::vector<std::vector<std::string>> table_rows(const ResultTable& table, const TableLayout& layout,
-                                                 const JobRecord& record) {
+std::vector<std::vector<FieldValue>> table_values(const ResultTable& table, const TableLayout& layout,
+                                                  const JobRecord& record) {
   const std::vector<Field> fields = table.fields(layout);
-  std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<FieldValue>> rows;
   auto emit = [&](const RowContext& ctx) {
-    std::vector<std::string> row;
+    std::vector<FieldValue> row;
     row.reserve(fields.size());
-    for (const Field& f : fields) row.push_back(format_field(f.get(ctx)));
+    for (const Field& f : fields) row.push_back(f.get(ctx));
     rows.push_back(std::move(row));
   };
   RowContext ctx;
@@ -365,6 +369,17 @@ std::vector<std::vector<std::string>> table_rows(const ResultTable& table, const
       }
   } else {
     KVLAB_ASSERT(false && "unknown table");
+  }
+  return rows;
+}
+
+std::vector<std::vector<std::string>> table_rows(const ResultTable& table, const TableLayout& layout,
+                                                 const JobRecord& record) {
+  std::vector<std::vector<std::string>> rows;
+  for (const std::vector<FieldValue>& values : table_values(table, layout, record)) {
+    std::vector<std::string>& row = rows.emplace_back();
+    row.reserve(values.size());
+    for (const FieldValue& v : values) row.push_back(format_field(v));
   }
   return rows;
 }
