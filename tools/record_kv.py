@@ -88,6 +88,8 @@ def attention_modules(model):
             raise UnsupportedModel(
                 f"{type(model).__name__}: attention module {type(att).__name__} has no "
                 f"{'/'.join(missing)} (fused or non-Llama-style projections are not supported)")
+        if getattr(att, "sinks", None) is not None:  # gpt-oss: an extra logit per head the dump cannot carry
+            raise UnsupportedModel(f"{type(att).__name__}: attention sinks are not supported")
         mods.append(att)
     if not mods:
         raise UnsupportedModel(f"{type(model).__name__}: model has no decoder layers")
