@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build pkg-config libeigen3-dev libhdf5-dev libyaml-cpp-dev libfmt-dev
-          libcli11-dev catch2 python3-numpy python3-pandas python3-matplotlib python3-h5py)
+          libcli11-dev catch2 libopenmpi-dev openmpi-bin python3-numpy python3-pandas python3-matplotlib
+          python3-h5py)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
