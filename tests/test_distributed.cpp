@@ -14,8 +14,11 @@
 #include <set>
 #include <sstream>
 
-#include "kvlab/distributed/layer_split.hpp"
+#include "kvlab/distributed/distribute_jobs.hpp"
+#include "kvlab/distributed/job_pieces.hpp"
 #include "kvlab/distributed/wire.hpp"
+#include "kvlab/replay/replay_dump.hpp"
+#include "kvlab/report/job_identity.hpp"
 #include "kvlab/runner/job_cost.hpp"
 #include "kvlab/runner/job_schedule.hpp"
 #include "kvlab/sweep/merge.hpp"
@@ -276,7 +279,7 @@ TEST_CASE("layer ranges of ranks: contiguous, in order, sizes within one", "[dis
     std::vector<int> joined;
     std::size_t lo = layers.size(), hi = 0;
     for (int r = 0; r < ranks; ++r) {
-      const auto part = layers_of_rank(layers, r, ranks);
+      const auto part = piece_layers(layers, r, ranks);
       joined.insert(joined.end(), part.begin(), part.end());
       lo = std::min(lo, part.size());
       hi = std::max(hi, part.size());
@@ -379,4 +382,78 @@ TEST_CASE("shards of a sweep merged equal the whole sweep; merge checks plans", 
   CHECK_THROWS_WITH(run_sweep(make_sweep_plan(config, shards[0]), wrong), Catch::Contains("holds shard 1/3, not 2/3"));
   wrong.shard.reset();
   CHECK_THROWS_WITH(run_sweep(make_sweep_plan(config, shards[0]), wrong), Catch::Contains("run it with --shard 1/3"));
+}
+
+TEST_CASE("a job run in layer ranges and put back together equals the whole job", "[distributed]") {
+  const test::TempDir dir("kvlab_pieces_");
+  SynthOptions o;
+  o.preset = "tiny";
+  o.num_layers = 5;
+  const std::string dump = dir.file("a.h5");
+  write_synth_dump(dump, o, 1);
+  const DumpInfo info = DumpReader(dump).info();
+  const Registry& reg = Registry::global();
+  ReplayOptions replay;
+  replay.eval_every = 16;
+  std::vector<Job> jobs;
+  for (const char* spec : {"kivi-2bit", "gear-2bit", "h2o-20pct", "kvquant-nuq3-1pct", "pyramidkv-1024"})
+    jobs.push_back(Job{dump, reg.resolve(spec), replay, make_identity(reg.resolve(spec), "a.h5", dump, replay)});
+  RunnerOptions ro;
+  ro.threads = 2;
+  CollectingSink whole;
+  run_jobs(jobs, ro, whole);
+  const TableLayout layout{parameter_columns({reg.resolve("kivi-2bit").method, reg.resolve("gear-2bit").method,
+                                              reg.resolve("h2o-20pct").method, reg.resolve("kvquant").method,
+                                              reg.resolve("pyramidkv").method})};
+  const std::vector<int> all = selected_layers(info, replay);
+  for (int pieces : {2, 3, 5}) {
+    std::vector<std::vector<JobRecord>> parts(jobs.size());
+    for (int p = pieces - 1; p >= 0; --p) {  // any order of running
+      std::vector<Job> piece = jobs;
+      for (Job& j : piece) j.replay.layers = piece_layers(all, p, pieces);
+      CollectingSink sink;
+      run_jobs(piece, ro, sink);
+      for (std::size_t j = 0; j < jobs.size(); ++j) {
+        ByteWriter w;  // through the wire, as between ranks
+        encode_piece(w, sink.records[j]);
+        const std::string bytes = w.take();
+        ByteReader r(bytes);
+        parts[j].insert(parts[j].begin(), decode_piece(r));
+      }
+    }
+    for (std::size_t j = 0; j < jobs.size(); ++j) {
+      const JobRecord joined = assemble_pieces(jobs[j].identity, std::move(parts[j]));
+      REQUIRE(joined.ok());
+      const JobRows a = ResultsWriter::format(layout, whole.records[j]), b = ResultsWriter::format(layout, joined);
+      REQUIRE(a.size() == b.size());
+      for (std::size_t f = 0; f < a.size(); ++f)
+        if (a[f].first != "timing.csv") CHECK(a[f] == b[f]);
+    }
+  }
+  // A failing piece fails the job with its error, and the job has no blocks.
+  std::vector<JobRecord> parts(2);
+  parts[0].result.blocks = {full_block(0)};
+  parts[1].error = "layer 3: boom";
+  const JobRecord failed = assemble_pieces(jobs[0].identity, std::move(parts));
+  CHECK(failed.error == "layer 3: boom");
+  CHECK(failed.result.blocks.empty());
+}
+
+TEST_CASE("jobs are cut into layer ranges only when one would dominate a rank", "[distributed][schedule]") {
+  CHECK(pieces_for(10, 1000, 1, 80) == 1);    // one worker: never
+  CHECK(pieces_for(10, 1000, 8, 80) == 1);    // 10 ≤ 1000 / 64
+  CHECK(pieces_for(100, 1000, 8, 80) == 7);   // ⌈100 / 15.6⌉
+  CHECK(pieces_for(500, 1000, 64, 80) == 80);  // at most one per layer
+  CHECK(pieces_for(500, 1000, 64, 0) == 1);
+  // Jobs of one dump are cut alike; other dumps may stay whole.
+  const test::TempDir dir("kvlab_cut_");
+  const std::string dump = test::write_tiny_dump(dir.path / "a.h5");
+  const Registry& reg = Registry::global();
+  ReplayOptions r1, r2;
+  r2.eval_every = 4;  // another replay setting: another group
+  std::vector<Job> jobs{{dump, reg.resolve("fp16"), r1, {}}, {dump, reg.resolve("kivi-2bit"), r1, {}},
+                        {dump, reg.resolve("fp16"), r2, {}}};
+  const std::vector<JobEstimate> est{{100, 4, {0, 1}}, {10, 4, {0, 1}}, {1, 4, {0, 1}}};
+  CHECK(job_pieces(jobs, {0, 1, 2}, est, 4) == std::vector<int>{2, 2, 1});
+  CHECK(job_pieces(jobs, {1, 2}, est, 4) == std::vector<int>{2, 2});  // resumed: job 0 done, less work left
 }

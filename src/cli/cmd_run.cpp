@@ -12,6 +12,7 @@
 
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
+#include "kvlab/distributed/job_pieces.hpp"
 #include "kvlab/distributed/layer_split.hpp"
 #include "kvlab/replay/replay_dump.hpp"
 #include "kvlab/report/job_identity.hpp"
@@ -95,7 +96,7 @@ int run(const RunOptions& o, const GlobalOptions& global) {
   RunnerOptions ro;
   ro.threads = o.threads > 0 ? o.threads : distributed::default_threads(comm);
   const std::vector<int> my_layers =
-      distributed::layers_of_rank(selected_layers(info, opts), comm.rank(), comm.size());
+      distributed::piece_layers(selected_layers(info, opts), comm.rank(), comm.size());
   long long blocks = 0;  // this rank's, for its progress line
   for (Job j : jobs) {
     j.replay.layers = my_layers;

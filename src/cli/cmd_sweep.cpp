@@ -49,6 +49,19 @@ int print_plan(const SweepPlan& plan, const std::optional<ShardId>& shard) {
              plan.config.name, scope.size(), plan.dumps.size(), blocks, token_steps, part, plan.out_dir);
   for (const PlannedDump& d : plan.dumps)
     if (!d.error.empty()) fmt::print("unreadable dump (its jobs will fail): {}\n", d.error);
+  const auto& comm = distributed::world();
+  if (comm.parallel() && !plan.model) {  // how the work is cut for these ranks (docs/cluster.md)
+    std::vector<Job> jobs;
+    for (const SweepJob& j : plan.jobs) jobs.push_back(j.job);
+    const std::vector<int> pieces = distributed::job_pieces(jobs, scope, plan_job_estimates(plan), comm.size());
+    std::size_t last_dump = plan.dumps.size();
+    for (std::size_t t = 0; t < scope.size(); ++t) {
+      const SweepJob& j = plan.jobs[scope[t]];
+      if (pieces[t] > 1 && j.dump_index != last_dump)
+        fmt::print("on {} ranks, the jobs on {} run in {} layer ranges\n", comm.size(), j.job.identity.dump, pieces[t]);
+      last_dump = j.dump_index;
+    }
+  }
   return 0;
 }
 

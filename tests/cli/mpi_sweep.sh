@@ -7,7 +7,7 @@ set -u
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.bash" "$@"
 source "$(dirname "${BASH_SOURCE[0]}")/lib/mpi.bash"
 
-"$KVLAB" synth "$TMP/a.h5" --preset tiny --seed 1 >/dev/null || fail synth
+"$KVLAB" synth "$TMP/a.h5" --preset tiny --seed 1 --layers 6 --tokens 320 >/dev/null || fail synth
 "$KVLAB" synth "$TMP/b.h5" --preset tiny --seed 2 --tokens 96 >/dev/null || fail synth
 cat > "$TMP/s.yaml" <<YAML
 name: mpi
@@ -29,7 +29,10 @@ same_files() {  # same_files DIR_A DIR_B WHAT
 jobs=$(($(wc -l < "$TMP/single/summary.csv") - 1))
 [ "$jobs" -eq 45 ] || fail "expected 45 jobs, got $jobs"
 
-# Dynamic distribution over 3 ranks, single jobs per hand-out and batches.
+# Dynamic distribution over 3 ranks, single jobs per hand-out and batches;
+# a.h5's jobs are large enough to be cut into layer ranges.
+mpi 3 "$KVLAB" sweep "$TMP/s.yaml" --dry-run >"$TMP/plan" || fail "dry run on 3 ranks"
+grep -q "on 3 ranks, the jobs on a.h5 run in [2-6] layer ranges" "$TMP/plan" || fail "no job cut: $(tail -3 "$TMP/plan")"
 mpi 3 "$KVLAB" sweep "$TMP/s.yaml" -o "$TMP/mpi" -j 1 -q --chunk 1 >"$TMP/out" || fail "mpirun -n 3 sweep"
 grep -q "45 jobs (0 already done, 45 ran, 0 failed, 3 ranks)" "$TMP/out" || fail "summary line: $(cat "$TMP/out")"
 same_files "$TMP/single" "$TMP/mpi" "mpirun -n 3 --chunk 1"
@@ -76,12 +79,13 @@ same_files "$TMP/single" "$TMP/part" "partial merge + resume"
 grep -q "holds shard 1/3, not 2/3" "$TMP/err" || fail "message: $(cat "$TMP/err")"
 
 # A rank killed mid-sweep (SIGKILL: mpirun ends the others), then the whole
-# MPI job killed, then --resume: the same files, no row lost or doubled.
-sed 's/eval_every: 8/eval_every: 1/' "$TMP/s.yaml" > "$TMP/slow.yaml"
+# MPI job killed (SIGTERM to every process, as Slurm does at a time limit),
+# then --resume: the same files, no row lost or doubled.
+sed 's/eval_every: 8/eval_every: 2/' "$TMP/s.yaml" > "$TMP/slow.yaml"
 "$KVLAB" sweep "$TMP/slow.yaml" -o "$TMP/slow_single" -j 1 -q >/dev/null || fail "single-process slow sweep"
 rows() { [ -f "$1/summary.csv" ] && echo $(($(wc -l < "$1/summary.csv") - 1)) || echo 0; }
-kill_when_rows() {  # kill_when_rows ROWS SIGNAL RANK|all ARGS...: start the MPI sweep, kill once ROWS jobs are written
-  local want=$1 sig=$2 who=$3; shift 3
+kill_when_rows() {  # kill_when_rows N SIGNAL RANK|all ARGS...: start the MPI sweep, kill once it wrote N more jobs
+  local want=$(($(rows "$TMP/killed") + $1)) sig=$2 who=$3; shift 3
   "${MPIRUN[@]}" -n 3 "$KVLAB" sweep "$TMP/slow.yaml" -o "$TMP/killed" -j 1 -q --chunk 1 "$@" >/dev/null 2>&1 &
   local launcher=$! waited=0
   while [ "$(rows "$TMP/killed")" -lt "$want" ]; do
@@ -89,16 +93,20 @@ kill_when_rows() {  # kill_when_rows ROWS SIGNAL RANK|all ARGS...: start the MPI
     sleep 0.05; waited=$((waited + 1))
     [ $waited -lt 1200 ] || fail "no progress"
   done
-  local target=$launcher
-  [ "$who" = all ] || target=$(rank_pid $launcher "$who") || exit 1
-  kill -s "$sig" "$target"
+  local targets
+  if [ "$who" = all ]; then  # as a batch system ends a job step: every rank and the launcher
+    targets="$(pgrep -P $launcher | tr '\n' ' ') $launcher"
+  else
+    targets=$(rank_pid $launcher "$who") || exit 1
+  fi
+  kill -s "$sig" $targets
   wait $launcher 2>/dev/null
   local n; n=$(rows "$TMP/killed")
   [ "$n" -lt 45 ] || fail "the kill came too late (all jobs written): nothing was tested"
   [ -z "${VERBOSE:-}" ] || echo "killed ($sig $who) with $n of 45 jobs written" >&2
 }
 kill_when_rows 3 KILL 2
-kill_when_rows 12 TERM all --resume
+kill_when_rows 3 TERM all --resume
 [ -z "${VERBOSE:-}" ] || { cut -d, -f1 "$TMP/killed/summary.csv" | head -8; cut -d, -f1 "$TMP/slow_single/summary.csv" | head -8; } >&2
 mpi 3 "$KVLAB" sweep "$TMP/slow.yaml" -o "$TMP/killed" -j 1 -q --resume >/dev/null || fail "final resume"
 same_files "$TMP/slow_single" "$TMP/killed" "killed ranks + --resume"

@@ -1,88 +1,239 @@
 #include "kvlab/distributed/distribute_jobs.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <thread>
 
+#include "kvlab/distributed/job_pieces.hpp"
 #include "kvlab/runner/job_schedule.hpp"
 
 namespace kvlab::distributed {
 
 namespace {
 
-constexpr int kTagRequest = 101;  // worker → rank 0: rows of the last batch, and "more, please"
-constexpr int kTagAssign = 102;   // rank 0 → worker: the next batch (empty: stop)
+constexpr int kTagRequest = 101;  // worker → rank 0: results of its last batch, and a request for more
+constexpr int kTagAssign = 102;   // rank 0 → worker: the next batch (no jobs: stop)
 
-// Formats each record into rows as the runner finishes it.
-class FormattingSink : public JobSink {
- public:
-  FormattingSink(const TableLayout& layout, std::vector<std::size_t> indices, std::function<void(FinishedJob&&)> out)
-      : layout_(layout), indices_(std::move(indices)), out_(std::move(out)) {}
-  void record(JobRecord&& r) override {
-    FinishedJob f{indices_.at(next_++), r.identity.job_id, r.ok(), ResultsWriter::format(layout_, r)};
-    out_(std::move(f));
-  }
-
- private:
-  const TableLayout& layout_;
-  std::vector<std::size_t> indices_;
-  std::size_t next_ = 0;
-  std::function<void(FinishedJob&&)> out_;
+// A batch as handed out: jobs of one dump, whole or one layer range of each.
+struct Batch {
+  std::vector<std::size_t> jobs;
+  int piece = 0, pieces = 1;
+  std::vector<int> layers;  // with pieces > 1: the range every job of the batch replays
 };
 
-void run_batch(std::span<const Job> jobs, const std::vector<std::size_t>& batch, const DistributeOptions& options,
-               const TableLayout& layout, std::function<void(FinishedJob&&)> out) {
+std::string encode_batch(const Batch& b) {
+  ByteWriter w;
+  w.i32(b.piece);
+  w.i32(b.pieces);
+  w.u64(b.layers.size());
+  for (int l : b.layers) w.i32(l);
+  w.u64(b.jobs.size());
+  for (std::size_t j : b.jobs) w.u64(j);
+  return w.take();
+}
+
+Batch decode_batch(std::string_view bytes) {
+  ByteReader r(bytes);
+  Batch b;
+  b.piece = r.i32();
+  b.pieces = r.i32();
+  b.layers.resize(r.count(4));
+  for (int& l : b.layers) l = r.i32();
+  b.jobs.resize(r.count(8));
+  for (std::size_t& j : b.jobs) j = static_cast<std::size_t>(r.u64());
+  r.expect_done();
+  return b;
+}
+
+// What a rank reports after a batch: whole jobs as rows, pieces as results.
+struct PieceDone {
+  std::size_t job = 0;
+  int piece = 0, pieces = 1;
+  JobRecord record;
+};
+struct BatchDone {
+  std::vector<FinishedJob> jobs;
+  std::vector<PieceDone> pieces;
+};
+
+std::string encode_done(const BatchDone& d) {
+  ByteWriter w;
+  w.str(encode_finished_jobs(d.jobs));
+  w.u64(d.pieces.size());
+  for (const PieceDone& p : d.pieces) {
+    w.u64(p.job);
+    w.i32(p.piece);
+    w.i32(p.pieces);
+    encode_piece(w, p.record);
+  }
+  return w.take();
+}
+
+BatchDone decode_done(std::string_view bytes) {
+  ByteReader r(bytes);
+  BatchDone d;
+  d.jobs = decode_finished_jobs(r.str());
+  d.pieces.resize(r.count(8 + 4 + 4));
+  for (PieceDone& p : d.pieces) {
+    p.job = static_cast<std::size_t>(r.u64());
+    p.piece = r.i32();
+    p.pieces = r.i32();
+    p.record = decode_piece(r);
+  }
+  r.expect_done();
+  return d;
+}
+
+// Runs one batch through the job runner.
+BatchDone run_batch(std::span<const Job> jobs, const Batch& batch, const DistributeOptions& options,
+                    const TableLayout& layout) {
   std::vector<Job> selected;
-  for (std::size_t i : batch) {
+  for (std::size_t i : batch.jobs) {
     if (i >= jobs.size()) fail("malformed message: job {} of {}", i, jobs.size());
     selected.push_back(jobs[i]);
+    if (batch.pieces > 1) selected.back().replay.layers = batch.layers;
   }
   RunnerOptions ro = options.runner;
-  ro.batch = std::max<int>(ro.batch, static_cast<int>(selected.size()));  // one pass over the dump's layers
-  FormattingSink sink(layout, batch, std::move(out));
+  ro.batch = std::max<int>(ro.batch, static_cast<int>(selected.size()));  // one pass over the layers
+  CollectingSink sink;
   run_jobs(selected, ro, sink);
+  BatchDone done;
+  for (std::size_t k = 0; k < batch.jobs.size(); ++k) {
+    JobRecord& r = sink.records[k];
+    if (batch.pieces > 1)
+      done.pieces.push_back({batch.jobs[k], batch.piece, batch.pieces, std::move(r)});
+    else
+      done.jobs.push_back({batch.jobs[k], r.identity.job_id, r.ok(), ResultsWriter::format(layout, r)});
+  }
+  return done;
 }
 
 void work_for_root(const Communicator& comm, std::span<const Job> jobs, const DistributeOptions& options,
                    const TableLayout& layout) {
-  std::vector<FinishedJob> done;
+  BatchDone done;
   while (true) {
-    comm.send(0, kTagRequest, encode_finished_jobs(done));
-    done.clear();
-    const std::vector<std::size_t> batch = decode_indices(comm.receive(0, kTagAssign).data);
-    if (batch.empty()) return;
-    run_batch(jobs, batch, options, layout, [&](FinishedJob&& f) { done.push_back(std::move(f)); });
+    comm.send(0, kTagRequest, encode_done(done));
+    const Batch batch = decode_batch(comm.receive(0, kTagAssign).data);
+    if (batch.jobs.empty()) return;
+    done = run_batch(jobs, batch, options, layout);
   }
 }
 
-// Rank 0: its main thread serves the other ranks, a second thread runs jobs.
-void coordinate(const Communicator& comm, std::span<const Job> jobs, const std::vector<std::size_t>& todo,
-                const std::vector<double>& costs, const DistributeOptions& options, const TableLayout& layout,
-                FinishedJobSink& sink) {
-  const std::vector<std::size_t> groups =
-      consecutive_groups(jobs.size(), [&](std::size_t a, std::size_t b) { return same_replay(jobs[a], jobs[b]); });
-  std::vector<ScheduledJob> scheduled;
-  for (std::size_t i : todo) scheduled.push_back({i, costs.at(i), groups[i]});
-  JobDispatcher dispatcher(std::move(scheduled), comm.size(), options.max_batch);
+// Rank 0's plan: the work units (a job, or one layer range of it) and the
+// dispatcher that hands them out.
+class WorkPlan {
+ public:
+  WorkPlan(std::span<const Job> jobs, const std::vector<std::size_t>& todo, const std::vector<JobEstimate>& est,
+           int workers, int max_batch, bool split) {
+    const std::vector<std::size_t> group_of = same_replay_groups(jobs);
+    const std::vector<int> pieces = split ? job_pieces(jobs, todo, est, workers) : std::vector<int>(todo.size(), 1);
+    std::vector<ScheduledJob> scheduled;
+    std::map<std::pair<std::size_t, int>, std::size_t> unit_group;  // (group, piece) → dispatcher group
+    for (std::size_t t = 0; t < todo.size(); ++t) {
+      const std::size_t i = todo[t];
+      const int n = pieces[t];
+      for (int p = 0; p < n; ++p) {
+        Unit u{i, p, n, n > 1 ? piece_layers(est[i].layers, p, n) : std::vector<int>{}};
+        const double share = n > 1 ? static_cast<double>(u.layers.size()) / static_cast<double>(est[i].layers.size()) : 1;
+        const std::size_t g = unit_group.emplace(std::make_pair(group_of[i], p), unit_group.size()).first->second;
+        scheduled.push_back({units_.size(), est[i].cost * share, g});
+        blocks_[{i, p}] = static_cast<long long>(std::llround(static_cast<double>(est[i].blocks) * share));
+        units_.push_back(std::move(u));
+      }
+    }
+    dispatcher_.emplace(std::move(scheduled), workers, max_batch);
+  }
 
-  std::mutex mutex;  // guards dispatcher, local_done, local_finished, local_error
-  std::vector<FinishedJob> local_done;
+  Batch next() {
+    Batch b;
+    for (std::size_t u : dispatcher_->next()) {
+      b.jobs.push_back(units_[u].job);
+      b.piece = units_[u].piece;
+      b.pieces = units_[u].pieces;
+      b.layers = units_[u].layers;
+    }
+    return b;
+  }
+
+  long long blocks_of(std::size_t job, int piece) const {
+    const auto it = blocks_.find({job, piece});
+    return it == blocks_.end() ? 0 : it->second;
+  }
+
+ private:
+  struct Unit {
+    std::size_t job;
+    int piece, pieces;
+    std::vector<int> layers;
+  };
+  std::vector<Unit> units_;
+  std::map<std::pair<std::size_t, int>, long long> blocks_;  // (job, piece) → blocks, for progress
+  std::optional<JobDispatcher> dispatcher_;
+};
+
+// Rank 0: puts pieces back together and passes finished jobs to the sink.
+class Collector {
+ public:
+  Collector(std::span<const Job> jobs, const std::vector<JobEstimate>& est, const TableLayout& layout,
+            FinishedJobSink& sink, Progress* progress)
+      : jobs_(jobs), est_(est), layout_(layout), sink_(sink), progress_(progress) {}
+
+  void add(BatchDone&& done, bool ran_here, const WorkPlan& plan) {
+    for (FinishedJob& f : done.jobs) {
+      if (f.index >= jobs_.size()) fail("a rank reported job {} of {}", f.index, jobs_.size());
+      if (!ran_here && progress_) progress_->advance(est_[f.index].blocks);
+      sink_.finished(std::move(f));
+    }
+    for (PieceDone& p : done.pieces) {
+      if (p.job >= jobs_.size() || p.pieces < 2 || p.piece < 0 || p.piece >= p.pieces)
+        fail("a rank reported piece {}/{} of job {}", p.piece, p.pieces, p.job);
+      if (!ran_here && progress_) progress_->advance(plan.blocks_of(p.job, p.piece));
+      auto& slots = pieces_[p.job];
+      slots.resize(static_cast<std::size_t>(p.pieces));
+      slots[static_cast<std::size_t>(p.piece)] = std::move(p.record);
+      if (++arrived_[p.job] < p.pieces) continue;
+      JobRecord whole = assemble_pieces(jobs_[p.job].identity, std::move(slots));
+      pieces_.erase(p.job);
+      arrived_.erase(p.job);
+      sink_.finished({p.job, whole.identity.job_id, whole.ok(), ResultsWriter::format(layout_, whole)});
+    }
+  }
+
+ private:
+  std::span<const Job> jobs_;
+  const std::vector<JobEstimate>& est_;
+  const TableLayout& layout_;
+  FinishedJobSink& sink_;
+  Progress* progress_;
+  std::map<std::size_t, std::vector<JobRecord>> pieces_;
+  std::map<std::size_t, int> arrived_;
+};
+
+void coordinate(const Communicator& comm, std::span<const Job> jobs, const std::vector<std::size_t>& todo,
+                const std::vector<JobEstimate>& est, const DistributeOptions& options, const TableLayout& layout,
+                FinishedJobSink& sink) {
+  WorkPlan plan(jobs, todo, est, comm.size(), options.max_batch, options.split && options.runner.step == nullptr);
+  Collector collector(jobs, est, layout, sink, options.runner.progress);
+
+  std::mutex mutex;  // guards plan's dispatcher, local_done, local_finished, local_error
+  std::vector<BatchDone> local_done;
   bool local_finished = false;
   std::exception_ptr local_error;
   std::thread local([&] {
     try {
       while (true) {
-        std::vector<std::size_t> batch;
+        Batch batch;
         {
           std::lock_guard lock(mutex);
-          batch = dispatcher.next();
+          batch = plan.next();
         }
-        if (batch.empty()) break;
-        run_batch(jobs, batch, options, layout, [&](FinishedJob&& f) {
-          std::lock_guard lock(mutex);
-          local_done.push_back(std::move(f));
-        });
+        if (batch.jobs.empty()) break;
+        BatchDone done = run_batch(jobs, batch, options, layout);
+        std::lock_guard lock(mutex);
+        local_done.push_back(std::move(done));
       }
     } catch (...) {
       std::lock_guard lock(mutex);
@@ -103,57 +254,94 @@ void coordinate(const Communicator& comm, std::span<const Job> jobs, const std::
   int workers = comm.size() - 1;
   auto pause = std::chrono::microseconds(20);
   while (true) {
-    std::vector<FinishedJob> mine;
+    std::vector<BatchDone> mine;
     bool local_over = false;
     {
       std::lock_guard lock(mutex);
       mine.swap(local_done);
       local_over = local_finished;
     }
-    for (FinishedJob& f : mine) sink.finished(std::move(f), true);
+    for (BatchDone& d : mine) collector.add(std::move(d), true, plan);
     if (local_over && workers == 0) break;
 
     std::optional<Message> m = comm.try_receive(kAnySource, kTagRequest);
     if (!m) {
-      std::this_thread::sleep_for(pause);  // idle: do not take a core from the workers
+      std::this_thread::sleep_for(pause);  // idle: leave the cores to the workers
       pause = std::min(pause * 2, std::chrono::microseconds(2000));
       continue;
     }
     pause = std::chrono::microseconds(20);
-    for (FinishedJob& f : decode_finished_jobs(m->data)) sink.finished(std::move(f), false);
-    std::vector<std::size_t> batch;
+    collector.add(decode_done(m->data), false, plan);
+    Batch batch;
     {
       std::lock_guard lock(mutex);
-      batch = dispatcher.next();
+      batch = plan.next();
     }
-    comm.send(m->source, kTagAssign, encode_indices(batch));
-    if (batch.empty()) --workers;
+    comm.send(m->source, kTagAssign, encode_batch(batch));
+    if (batch.jobs.empty()) --workers;
   }
   local.join();
   if (local_error) std::rethrow_exception(local_error);
 }
 
+// One rank: the todo jobs in order, as without MPI.
+void run_alone(std::span<const Job> jobs, const std::vector<std::size_t>& todo, const DistributeOptions& options,
+               const TableLayout& layout, FinishedJobSink& sink) {
+  class Rows : public JobSink {
+   public:
+    Rows(const std::vector<std::size_t>& todo, const TableLayout& layout, FinishedJobSink& sink)
+        : todo_(todo), layout_(layout), sink_(sink) {}
+    void record(JobRecord&& r) override {
+      sink_.finished({todo_[next_++], r.identity.job_id, r.ok(), ResultsWriter::format(layout_, r)});
+    }
+
+   private:
+    const std::vector<std::size_t>& todo_;
+    const TableLayout& layout_;
+    FinishedJobSink& sink_;
+    std::size_t next_ = 0;
+  } rows(todo, layout, sink);
+  std::vector<Job> selected;
+  for (std::size_t i : todo) selected.push_back(jobs[i]);
+  RunnerOptions ro = options.runner;
+  ro.batch = options.max_batch;  // consecutive same-dump jobs share reads
+  run_jobs(selected, ro, rows);
+}
+
 }  // namespace
 
-void distribute_jobs(const Communicator& comm, std::span<const Job> jobs, const std::vector<std::size_t>& todo,
-                     const std::vector<double>& costs, const DistributeOptions& options, const TableLayout& layout,
-                     FinishedJobSink* sink) {
-  if (!comm.parallel()) {
-    std::vector<Job> selected;
-    for (std::size_t i : todo) selected.push_back(jobs[i]);
-    DistributeOptions serial = options;
-    serial.runner.batch = options.max_batch;  // consecutive same-dump jobs share reads, as without MPI
-    FormattingSink formatting(layout, todo, [&](FinishedJob&& f) { sink->finished(std::move(f), true); });
-    run_jobs(selected, serial.runner, formatting);
-    return;
+std::vector<int> job_pieces(std::span<const Job> jobs, const std::vector<std::size_t>& todo,
+                            const std::vector<JobEstimate>& estimates, int workers) {
+  const std::vector<std::size_t> group_of = same_replay_groups(jobs);
+  double total = 0;
+  std::map<std::size_t, double> largest;  // group → its largest job
+  for (std::size_t i : todo) {
+    total += estimates.at(i).cost;
+    largest[group_of[i]] = std::max(largest[group_of[i]], estimates[i].cost);
   }
+  std::vector<int> out;
+  for (std::size_t i : todo) out.push_back(pieces_for(largest[group_of[i]], total, workers, estimates[i].layers.size()));
+  return out;
+}
+
+int pieces_for(double largest_job, double total_work, int workers, std::size_t layers) {
+  if (workers <= 1 || layers <= 1 || largest_job <= 0 || total_work <= 0) return 1;
+  const double piece = total_work / (8.0 * workers);
+  const double n = std::ceil(largest_job / piece);
+  return static_cast<int>(std::min<double>(static_cast<double>(layers), std::max(1.0, n)));
+}
+
+void distribute_jobs(const Communicator& comm, std::span<const Job> jobs, const std::vector<std::size_t>& todo,
+                     const std::vector<JobEstimate>& estimates, const DistributeOptions& options,
+                     const TableLayout& layout, FinishedJobSink* sink) {
+  if (!comm.parallel()) return run_alone(jobs, todo, options, layout, *sink);
   DistributeOptions per_rank = options;
   if (per_rank.max_batch <= 0) {
     const int threads = options.runner.threads > 0 ? options.runner.threads : default_threads(comm);
     per_rank.max_batch = 4 * threads;
   }
   if (comm.root())
-    coordinate(comm, jobs, todo, costs, per_rank, layout, *sink);
+    coordinate(comm, jobs, todo, estimates, per_rank, layout, *sink);
   else
     work_for_root(comm, jobs, per_rank, layout);
 }

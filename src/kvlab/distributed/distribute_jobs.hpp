@@ -1,12 +1,16 @@
 #pragma once
-// The one job runner (runner/job_runner.hpp) over the ranks of an MPI job:
-// ranks pull batches of jobs from rank 0 as they become idle, largest first
-// (runner/job_schedule.hpp: JobDispatcher), each batch one dump's jobs so
-// they share its layer reads, and run them with run_jobs. Rank 0 hands out
-// work and collects rows on its main thread while a second thread of it runs
-// jobs too (only the main thread calls MPI). Each finished job's rows are
-// formatted where it ran (ResultsWriter::format) and reach rank 0's sink in
-// the order jobs finish; the caller writes them and restores plan order.
+// The one job runner (runner/job_runner.hpp) over the ranks of an MPI job.
+// Ranks pull batches of work from rank 0 as they become idle, largest first
+// (runner/job_schedule.hpp: JobDispatcher); a batch is jobs of one dump, so
+// they share its layer reads, and runs through run_jobs. When one job is too
+// large for the rest to balance it (more than 1/8 of the work per rank), the
+// jobs of its dump are cut into layer ranges (job_pieces.hpp) that ranks run
+// independently, each reading only its layers, and rank 0 puts them back
+// together. Rank 0 serves on its main thread while a second thread of it runs
+// work too (only the main thread calls MPI). Whole jobs' rows are formatted
+// where they ran (ResultsWriter::format); every finished job reaches rank 0's
+// sink, in the order jobs finish; the caller writes them and restores plan
+// order.
 #include <span>
 #include <vector>
 
@@ -19,22 +23,39 @@ namespace kvlab::distributed {
 class FinishedJobSink {
  public:
   virtual ~FinishedJobSink() = default;
-  // On rank 0's main thread; ran_here: rank 0 ran it (its blocks already
-  // advanced the runner's progress).
-  virtual void finished(FinishedJob&& job, bool ran_here) = 0;
+  virtual void finished(FinishedJob&& job) = 0;  // on rank 0's main thread
+};
+
+// What rank 0 knows of each job beforehand.
+struct JobEstimate {
+  double cost = 0;          // runner/job_cost.hpp
+  long long blocks = 0;     // for progress
+  std::vector<int> layers;  // the layers it replays (empty: unknown, never cut)
 };
 
 struct DistributeOptions {
-  RunnerOptions runner;     // per rank: threads, step; progress on rank 0 only
-  int max_batch = 0;        // most jobs handed out at once (0: 4 × threads)
+  RunnerOptions runner;  // per rank: threads, step; progress on rank 0 only
+  int max_batch = 0;     // most jobs handed out at once (0: 4 × threads)
+  bool split = true;     // cut the largest jobs into layer ranges (never with a runner step)
 };
 
 // Every rank calls it with the same `jobs` and `layout`. On rank 0, `todo`
-// lists the job indices to run and `costs` every job's estimated cost; other
-// ranks ignore both and pass no sink. With one rank, the todo jobs run in
+// lists the job indices to run and `estimates` describes every job; other
+// ranks pass empty ones and no sink. With one rank, the todo jobs run in
 // order through run_jobs, exactly as without MPI.
 void distribute_jobs(const Communicator& comm, std::span<const Job> jobs, const std::vector<std::size_t>& todo,
-                     const std::vector<double>& costs, const DistributeOptions& options, const TableLayout& layout,
-                     FinishedJobSink* sink);
+                     const std::vector<JobEstimate>& estimates, const DistributeOptions& options,
+                     const TableLayout& layout, FinishedJobSink* sink);
+
+// Into how many layer ranges the jobs of one dump are cut: enough that no
+// piece of its largest job exceeds 1/8 of the work per worker, at most one
+// per layer; 1 for a single worker.
+int pieces_for(double largest_job, double total_work, int workers, std::size_t layers);
+
+// For each job of `todo`, into how many layer ranges it is cut (1: whole);
+// the jobs of one dump (same replay settings) are cut alike, so that pieces
+// of one layer range still share their reads.
+std::vector<int> job_pieces(std::span<const Job> jobs, const std::vector<std::size_t>& todo,
+                            const std::vector<JobEstimate>& estimates, int workers);
 
 }  // namespace kvlab::distributed

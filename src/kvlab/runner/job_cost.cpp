@@ -52,7 +52,7 @@ double estimated_job_cost(const Job& job, const DumpInfo& info) {
   if (job.replay.attention && info.has_queries) {
     double attended = 0;
     for (int s : evaluation_steps(steps, job.replay.eval_every)) attended += prompt + s;
-    per_row += 2 * group * attended;
+    per_row += (2 + group) * attended;  // reading the cache once, then each query head of the group
   }
   if (scores_every_step(job.spec)) per_row += kScoreCost * group * (prompt * steps + 0.5 * steps * (steps + 1.0));
   return static_cast<double>(layers) * info.num_kv_heads * info.head_dim * per_row;

@@ -45,12 +45,4 @@ class JobDispatcher {
 // shard → its job indices (ascending).
 std::vector<std::vector<std::size_t>> partition_lpt(const std::vector<double>& costs, int shards);
 
-// Groups of consecutive equal keys: key[i] == key[i-1] → same group.
-template <typename Same>
-std::vector<std::size_t> consecutive_groups(std::size_t n, Same same) {
-  std::vector<std::size_t> g(n, 0);
-  for (std::size_t i = 1; i < n; ++i) g[i] = same(i - 1, i) ? g[i - 1] : g[i - 1] + 1;
-  return g;
-}
-
 }  // namespace kvlab

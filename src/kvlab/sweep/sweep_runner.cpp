@@ -7,6 +7,7 @@
 
 #include "kvlab/core/error.hpp"
 #include "kvlab/distributed/distribute_jobs.hpp"
+#include "kvlab/replay/replay_dump.hpp"
 #include "kvlab/report/results_writer.hpp"
 #include "kvlab/runner/job_runner.hpp"
 
@@ -30,18 +31,16 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // it, batch systems log it) it also prints a progress line now and then.
 class SweepSink : public distributed::FinishedJobSink {
  public:
-  SweepSink(const SweepPlan& plan, ResultsWriter& writer, SweepOutcome& outcome, Progress& progress,
-            std::vector<long long> blocks, int to_run, bool log)
-      : plan_(plan), writer_(writer), outcome_(outcome), progress_(progress), blocks_(std::move(blocks)),
-        to_run_(to_run), log_(log) {
+  SweepSink(const SweepPlan& plan, ResultsWriter& writer, SweepOutcome& outcome, Progress& progress, int to_run,
+            bool log)
+      : plan_(plan), writer_(writer), outcome_(outcome), progress_(progress), to_run_(to_run), log_(log) {
     progress_.set_label(label());
   }
-  void finished(FinishedJob&& f, bool ran_here) override {
+  void finished(FinishedJob&& f) override {
     if (f.index >= plan_.jobs.size() || plan_.jobs[f.index].job.identity.job_id != f.job_id)
       fail("a rank reported job {} ({}), which is not that job of this plan", f.index, f.job_id);
     writer_.append(f.rows, f.job_id, f.ok);
     ++(f.ok ? outcome_.ok : outcome_.failed);
-    if (!ran_here) progress_.advance(blocks_[f.index]);
     progress_.set_label(label());
     const double t = seconds_since(start_);
     if (log_ && t - last_log_ >= std::max(10.0, 0.1 * t)) {
@@ -60,7 +59,6 @@ class SweepSink : public distributed::FinishedJobSink {
   ResultsWriter& writer_;
   SweepOutcome& outcome_;
   Progress& progress_;
-  std::vector<long long> blocks_;
   int to_run_;
   bool log_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
@@ -73,6 +71,23 @@ ResultsWriter::Mode writer_mode(const SweepRunOptions& o) {
 }
 
 }  // namespace
+
+std::vector<distributed::JobEstimate> plan_job_estimates(const SweepPlan& plan) {
+  const std::vector<double> costs = plan_job_costs(plan);
+  std::vector<distributed::JobEstimate> out;
+  for (std::size_t i = 0; i < plan.jobs.size(); ++i) {
+    const SweepJob& sj = plan.jobs[i];
+    const PlannedDump& dump = plan.dumps[sj.dump_index];
+    distributed::JobEstimate e;
+    e.cost = costs[i];
+    if (dump.error.empty()) {
+      e.blocks = job_blocks(sj.job, dump.info);
+      e.layers = selected_layers(dump.info, sj.job.replay);  // checked when the plan was made
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
 
 SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
   const distributed::Communicator& comm = distributed::world();
@@ -112,19 +127,17 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
   outcome.jobs = static_cast<int>(scope.size());
   outcome.ranks = comm.size();
   std::vector<std::size_t> todo;
-  std::vector<long long> blocks(plan.jobs.size(), 0);
+  std::vector<distributed::JobEstimate> estimates;
   long long total_blocks = 0;
   if (comm.root()) {
+    estimates = plan_job_estimates(plan);
     for (std::size_t i : scope) {
-      const SweepJob& sj = plan.jobs[i];
-      if (writer->finished(sj.job.identity.job_id)) {
+      if (writer->finished(plan.jobs[i].job.identity.job_id)) {
         ++outcome.skipped;
         continue;
       }
       todo.push_back(i);
-      const PlannedDump& dump = plan.dumps[sj.dump_index];
-      if (dump.error.empty()) blocks[i] = job_blocks(sj.job, dump.info);
-      total_blocks += blocks[i];
+      total_blocks += estimates[i].blocks;
     }
   }
 
@@ -140,8 +153,8 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   if (comm.root()) {
     const bool log = comm.parallel() && !options.quiet && !Progress::stderr_is_terminal();
-    SweepSink sink(plan, *writer, outcome, progress, blocks, static_cast<int>(todo.size()), log);
-    distributed::distribute_jobs(comm, jobs, todo, plan_job_costs(plan), d, layout, &sink);
+    SweepSink sink(plan, *writer, outcome, progress, static_cast<int>(todo.size()), log);
+    distributed::distribute_jobs(comm, jobs, todo, estimates, d, layout, &sink);
     progress.finish();
     writer->order_rows(plan_job_ids(plan));
   } else {

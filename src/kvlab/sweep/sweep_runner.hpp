@@ -8,6 +8,7 @@
 // same files.
 #include <optional>
 
+#include "kvlab/distributed/distribute_jobs.hpp"
 #include "kvlab/sweep/shard.hpp"
 #include "kvlab/sweep/sweep_plan.hpp"
 
@@ -30,5 +31,8 @@ struct SweepOutcome {
 
 // With MPI every rank calls it; the outcome is complete on rank 0 only.
 SweepOutcome run_sweep(const SweepPlan& plan, const SweepRunOptions& options);
+
+// Cost, blocks and layers of every job of the plan (for scheduling, progress).
+std::vector<distributed::JobEstimate> plan_job_estimates(const SweepPlan& plan);
 
 }  // namespace kvlab

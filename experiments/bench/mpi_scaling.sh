@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Strong scaling of an MPI sweep: wall time of `mpirun -n N kvlab sweep FILE
+# -j 1` for each N, and of the plain single-process sweep (the baseline, no
+# mpirun) in the same run; median, min and max over RUNS runs, interleaved so
+# that a noisy neighbour hits every N alike. Also the sweep's own seconds
+# (without mpirun's start-up) and the CPU seconds of all processes.
+#   bash experiments/bench/mpi_scaling.sh [-n "1 2"] [-r RUNS] [-b BUILD] [FILE.yaml]
+# Default FILE: experiments/gear-ablation.yaml (102 jobs on the bundled dumps).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ranks="1 2"; runs=5; build=build
+while getopts "n:r:b:" opt; do
+  case $opt in n) ranks=$OPTARG ;; r) runs=$OPTARG ;; b) build=$OPTARG ;; *) exit 2 ;; esac
+done
+shift $((OPTIND - 1))
+sweep=${1:-experiments/gear-ablation.yaml}
+kvlab=$build/kvlab
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+mpirun_=(mpirun --oversubscribe --bind-to none)
+[ "$(id -u)" -ne 0 ] || mpirun_+=(--allow-run-as-root)
+
+one() {  # one LABEL CMD...: appends "wall sweep_s cpu_s" to $out/LABEL
+  local label=$1; shift
+  local TIMEFORMAT="%R %U %S" times line
+  # bash's time: wall, and user + system time of all descendants (the ranks too)
+  times=$( { time "$@" sweep "$sweep" -o "$out/r" -j 1 -q --overwrite > "$out/line"; } 2>&1 | tail -1)
+  line=$(cat "$out/line")
+  local s
+  s=$(grep -o 'in [0-9.]* s;' <<<"$line" | tr -dc '0-9.')
+  awk -v s="$s" '{printf "%s %s %.2f\n", $1, s, $2 + $3}' <<<"$times" >> "$out/$label"
+}
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((i = 0; i < runs; i++)); do
+  one serial "$kvlab"
+  for n in $ranks; do one "n$n" "${mpirun_[@]}" -n "$n" "$kvlab"; done
+done
+
+stats() {  # column of a result file → "median min max"
+  cut -d' ' -f"$2" "$1" | sort -g | awk '{v[NR]=$1} END {m = NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.2f %.2f %.2f", m, v[1], v[NR]}'
+}
+read -r base _ <<<"$(stats "$out/serial" 1)"
+printf "%s: %d runs each; load average before: %s\n" "$sweep" "$runs" "$load"
+printf "%-22s %-24s %-24s %-10s %s\n" "" "wall s (med min max)" "sweep s (med min max)" "cpu s" "speed-up (median wall)"
+for label in serial $(for n in $ranks; do echo "n$n"; done); do
+  read -r med mn mx <<<"$(stats "$out/$label" 1)"
+  read -r smed smn smx <<<"$(stats "$out/$label" 2)"
+  read -r cmed _ <<<"$(stats "$out/$label" 3)"
+  name=$([ "$label" = serial ] && echo "1 process (no mpirun)" || echo "mpirun -n ${label#n}")
+  printf "%-22s %-24s %-24s %-10s %.2fx\n" "$name" "$med $mn $mx" "$smed $smn $smx" "$cmed" "$(awk -v a="$base" -v b="$med" 'BEGIN {print a / b}')"
+done
