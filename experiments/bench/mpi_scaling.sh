@@ -4,13 +4,19 @@
 # mpirun) in the same run; median, min and max over RUNS runs, interleaved so
 # that a noisy neighbour hits every N alike. Also the sweep's own seconds
 # (without mpirun's start-up) and the CPU seconds of all processes.
-#   bash experiments/bench/mpi_scaling.sh [-n "1 2"] [-r RUNS] [-b BUILD] [FILE.yaml]
+#   bash experiments/bench/mpi_scaling.sh [-n "1 2"] [-r RUNS] [-b BUILD] [-s] [FILE.yaml]
 # Default FILE: experiments/gear-ablation.yaml (102 jobs on the bundled dumps).
+# -s: every process (each rank, and the baseline) in its own session. On a
+# machine shared with other busy sessions, Linux's autogroup scheduling
+# (/proc/sys/kernel/sched_autogroup_enabled) gives each session one equal
+# share of the CPUs however many processes it runs, so N ranks of one session
+# cannot be faster than one process; in their own sessions each rank gets a
+# share, as each gets a core on a cluster.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ranks="1 2"; runs=5; build=build
-while getopts "n:r:b:" opt; do
-  case $opt in n) ranks=$OPTARG ;; r) runs=$OPTARG ;; b) build=$OPTARG ;; *) exit 2 ;; esac
+ranks="1 2"; runs=5; build=build; session=()
+while getopts "n:r:b:s" opt; do
+  case $opt in n) ranks=$OPTARG ;; r) runs=$OPTARG ;; b) build=$OPTARG ;; s) session=(setsid -w) ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 sweep=${1:-experiments/gear-ablation.yaml}
@@ -32,15 +38,16 @@ one() {  # one LABEL CMD...: appends "wall sweep_s cpu_s" to $out/LABEL
 }
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((i = 0; i < runs; i++)); do
-  one serial "$kvlab"
-  for n in $ranks; do one "n$n" "${mpirun_[@]}" -n "$n" "$kvlab"; done
+  one serial "${session[@]}" "$kvlab"
+  for n in $ranks; do one "n$n" "${mpirun_[@]}" -n "$n" "${session[@]}" "$kvlab"; done
 done
 
 stats() {  # column of a result file → "median min max"
   cut -d' ' -f"$2" "$1" | sort -g | awk '{v[NR]=$1} END {m = NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.2f %.2f %.2f", m, v[1], v[NR]}'
 }
 read -r base _ <<<"$(stats "$out/serial" 1)"
-printf "%s: %d runs each; load average before: %s\n" "$sweep" "$runs" "$load"
+printf "%s: %d runs each%s; load average before: %s\n" "$sweep" "$runs" \
+  "$([ ${#session[@]} -gt 0 ] && echo ", each process in its own session")" "$load"
 printf "%-22s %-24s %-24s %-10s %s\n" "" "wall s (med min max)" "sweep s (med min max)" "cpu s" "speed-up (median wall)"
 for label in serial $(for n in $ranks; do echo "n$n"; done); do
   read -r med mn mx <<<"$(stats "$out/$label" 1)"

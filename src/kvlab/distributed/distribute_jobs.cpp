@@ -1,14 +1,12 @@
 #include "kvlab/distributed/distribute_jobs.hpp"
 
 #include <chrono>
-#include <cmath>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "kvlab/distributed/job_pieces.hpp"
-#include "kvlab/runner/job_schedule.hpp"
 
 namespace kvlab::distributed {
 
@@ -16,13 +14,6 @@ namespace {
 
 constexpr int kTagRequest = 101;  // worker → rank 0: results of its last batch, and a request for more
 constexpr int kTagAssign = 102;   // rank 0 → worker: the next batch (no jobs: stop)
-
-// A batch as handed out: jobs of one dump, whole or one layer range of each.
-struct Batch {
-  std::vector<std::size_t> jobs;
-  int piece = 0, pieces = 1;
-  std::vector<int> layers;  // with pieces > 1: the range every job of the batch replays
-};
 
 std::string encode_batch(const Batch& b) {
   ByteWriter w;
@@ -121,58 +112,6 @@ void work_for_root(const Communicator& comm, std::span<const Job> jobs, const Di
     done = run_batch(jobs, batch, options, layout);
   }
 }
-
-// Rank 0's plan: the work units (a job, or one layer range of it) and the
-// dispatcher that hands them out.
-class WorkPlan {
- public:
-  WorkPlan(std::span<const Job> jobs, const std::vector<std::size_t>& todo, const std::vector<JobEstimate>& est,
-           int workers, int max_batch, bool split) {
-    const std::vector<std::size_t> group_of = same_replay_groups(jobs);
-    const std::vector<int> pieces = split ? job_pieces(jobs, todo, est, workers) : std::vector<int>(todo.size(), 1);
-    std::vector<ScheduledJob> scheduled;
-    std::map<std::pair<std::size_t, int>, std::size_t> unit_group;  // (group, piece) → dispatcher group
-    for (std::size_t t = 0; t < todo.size(); ++t) {
-      const std::size_t i = todo[t];
-      const int n = pieces[t];
-      for (int p = 0; p < n; ++p) {
-        Unit u{i, p, n, n > 1 ? piece_layers(est[i].layers, p, n) : std::vector<int>{}};
-        const double share = n > 1 ? static_cast<double>(u.layers.size()) / static_cast<double>(est[i].layers.size()) : 1;
-        const std::size_t g = unit_group.emplace(std::make_pair(group_of[i], p), unit_group.size()).first->second;
-        scheduled.push_back({units_.size(), est[i].cost * share, g});
-        blocks_[{i, p}] = static_cast<long long>(std::llround(static_cast<double>(est[i].blocks) * share));
-        units_.push_back(std::move(u));
-      }
-    }
-    dispatcher_.emplace(std::move(scheduled), workers, max_batch);
-  }
-
-  Batch next() {
-    Batch b;
-    for (std::size_t u : dispatcher_->next()) {
-      b.jobs.push_back(units_[u].job);
-      b.piece = units_[u].piece;
-      b.pieces = units_[u].pieces;
-      b.layers = units_[u].layers;
-    }
-    return b;
-  }
-
-  long long blocks_of(std::size_t job, int piece) const {
-    const auto it = blocks_.find({job, piece});
-    return it == blocks_.end() ? 0 : it->second;
-  }
-
- private:
-  struct Unit {
-    std::size_t job;
-    int piece, pieces;
-    std::vector<int> layers;
-  };
-  std::vector<Unit> units_;
-  std::map<std::pair<std::size_t, int>, long long> blocks_;  // (job, piece) → blocks, for progress
-  std::optional<JobDispatcher> dispatcher_;
-};
 
 // Rank 0: puts pieces back together and passes finished jobs to the sink.
 class Collector {
@@ -309,27 +248,6 @@ void run_alone(std::span<const Job> jobs, const std::vector<std::size_t>& todo, 
 }
 
 }  // namespace
-
-std::vector<int> job_pieces(std::span<const Job> jobs, const std::vector<std::size_t>& todo,
-                            const std::vector<JobEstimate>& estimates, int workers) {
-  const std::vector<std::size_t> group_of = same_replay_groups(jobs);
-  double total = 0;
-  std::map<std::size_t, double> largest;  // group → its largest job
-  for (std::size_t i : todo) {
-    total += estimates.at(i).cost;
-    largest[group_of[i]] = std::max(largest[group_of[i]], estimates[i].cost);
-  }
-  std::vector<int> out;
-  for (std::size_t i : todo) out.push_back(pieces_for(largest[group_of[i]], total, workers, estimates[i].layers.size()));
-  return out;
-}
-
-int pieces_for(double largest_job, double total_work, int workers, std::size_t layers) {
-  if (workers <= 1 || layers <= 1 || largest_job <= 0 || total_work <= 0) return 1;
-  const double piece = total_work / (8.0 * workers);
-  const double n = std::ceil(largest_job / piece);
-  return static_cast<int>(std::min<double>(static_cast<double>(layers), std::max(1.0, n)));
-}
 
 void distribute_jobs(const Communicator& comm, std::span<const Job> jobs, const std::vector<std::size_t>& todo,
                      const std::vector<JobEstimate>& estimates, const DistributeOptions& options,

@@ -16,6 +16,7 @@
 
 #include "kvlab/distributed/communicator.hpp"
 #include "kvlab/distributed/wire.hpp"
+#include "kvlab/distributed/work_plan.hpp"
 #include "kvlab/runner/job_runner.hpp"
 
 namespace kvlab::distributed {
@@ -24,13 +25,6 @@ class FinishedJobSink {
  public:
   virtual ~FinishedJobSink() = default;
   virtual void finished(FinishedJob&& job) = 0;  // on rank 0's main thread
-};
-
-// What rank 0 knows of each job beforehand.
-struct JobEstimate {
-  double cost = 0;          // runner/job_cost.hpp
-  long long blocks = 0;     // for progress
-  std::vector<int> layers;  // the layers it replays (empty: unknown, never cut)
 };
 
 struct DistributeOptions {
@@ -46,16 +40,5 @@ struct DistributeOptions {
 void distribute_jobs(const Communicator& comm, std::span<const Job> jobs, const std::vector<std::size_t>& todo,
                      const std::vector<JobEstimate>& estimates, const DistributeOptions& options,
                      const TableLayout& layout, FinishedJobSink* sink);
-
-// Into how many layer ranges the jobs of one dump are cut: enough that no
-// piece of its largest job exceeds 1/8 of the work per worker, at most one
-// per layer; 1 for a single worker.
-int pieces_for(double largest_job, double total_work, int workers, std::size_t layers);
-
-// For each job of `todo`, into how many layer ranges it is cut (1: whole);
-// the jobs of one dump (same replay settings) are cut alike, so that pieces
-// of one layer range still share their reads.
-std::vector<int> job_pieces(std::span<const Job> jobs, const std::vector<std::size_t>& todo,
-                            const std::vector<JobEstimate>& estimates, int workers);
 
 }  // namespace kvlab::distributed
