@@ -102,17 +102,18 @@ int run(const RunOptions& o, const GlobalOptions& global) {
     j.replay.layers = my_layers;
     if (!my_layers.empty()) blocks += job_blocks(j, info);
   }
-  const std::string label =
-      comm.parallel() ? fmt::format("replay {} (rank 0 of {})", info.path, comm.size()) : fmt::format("replay {}", info.path);
-  Progress progress(label, blocks, comm.root() && !global.quiet, "blocks");
+  const std::string of_ranks = comm.parallel() ? fmt::format(" (rank 0 of {})", comm.size()) : "";
+  Progress progress(fmt::format("replay {}{}", info.path, of_ranks), blocks, comm.root() && !global.quiet, "blocks");
   ro.progress = &progress;
   const auto start = std::chrono::steady_clock::now();
   const std::vector<JobRecord> records = distributed::run_jobs_layer_split(comm, jobs, info, ro);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   progress.finish();
-  if (!comm.root()) return 0;
+  std::string error;  // a failed job fails the run, on every rank alike
   for (const JobRecord& r : records)
-    if (!r.ok()) fail("{}", r.error);
+    if (!r.ok() && error.empty()) error = r.error;
+  distributed::agree(comm, error);
+  if (!comm.root()) return 0;
 
   fmt::print("dump {}: {} layers × {} kv heads ({} query heads), d={}, prompt {} + {} decode steps{}\n", info.path,
              info.num_layers, info.num_kv_heads, info.num_heads, info.head_dim, info.prompt_len,
@@ -169,7 +170,9 @@ void add_run_command(CLI::App& app, GlobalOptions& global, Action& action) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-steps", o->max_steps, "Replay at most N decode steps (default: all recorded)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("-j,--threads", o->threads, "Worker threads (per rank under MPI; default: the cores, shared by the ranks on a node)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("-j,--threads", o->threads,
+                  "Worker threads (per rank under MPI; default: the cores, shared by the ranks on a node)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->seed, "Seed of every random stream");
   cmd->add_flag("--no-attention", o->no_attention, "Skip attention metrics");
   cmd->add_flag("--per-layer", o->per_layer, "Also print a per-(layer, kv head) table");

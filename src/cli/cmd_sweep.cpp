@@ -104,7 +104,8 @@ void add_sweep_command(CLI::App& app, GlobalOptions& global, Action& action) {
   cmd->add_flag("--resume", o->resume, "Skip jobs whose rows are complete; finish the rest");
   cmd->add_flag("--overwrite", o->overwrite, "Discard existing results in the folder");
   cmd->add_flag("--dry-run", o->dry_run, "Print the expanded plan and exit");
-  cmd->add_option("-j,--threads", o->threads, "Worker threads per rank (default: the file's, else the cores, shared by the ranks on a node)")
+  cmd->add_option("-j,--threads", o->threads,
+                  "Worker threads per rank (default: the file's, else the cores, shared by the ranks on a node)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--chunk", o->chunk, "Jobs replayed together per layer read (default 4 × threads)")
       ->check(CLI::NonNegativeNumber);

@@ -130,13 +130,19 @@ class Collector {
       if (p.job >= jobs_.size() || p.pieces < 2 || p.piece < 0 || p.piece >= p.pieces)
         fail("a rank reported piece {}/{} of job {}", p.piece, p.pieces, p.job);
       if (!ran_here && progress_) progress_->advance(plan.blocks_of(p.job, p.piece));
-      auto& slots = pieces_[p.job];
-      slots.resize(static_cast<std::size_t>(p.pieces));
-      slots[static_cast<std::size_t>(p.piece)] = std::move(p.record);
-      if (++arrived_[p.job] < p.pieces) continue;
-      JobRecord whole = assemble_pieces(jobs_[p.job].identity, std::move(slots));
+      Pieces& got = pieces_[p.job];
+      if (got.records.empty()) {
+        got.records.resize(static_cast<std::size_t>(p.pieces));
+        got.arrived.assign(static_cast<std::size_t>(p.pieces), false);
+      }
+      const auto at = static_cast<std::size_t>(p.piece);
+      if (got.records.size() != static_cast<std::size_t>(p.pieces) || got.arrived[at])
+        fail("a rank reported piece {}/{} of job {} again or inconsistently", p.piece, p.pieces, p.job);
+      got.records[at] = std::move(p.record);
+      got.arrived[at] = true;
+      if (++got.count < p.pieces) continue;
+      JobRecord whole = assemble_pieces(jobs_[p.job].identity, std::move(got.records));
       pieces_.erase(p.job);
-      arrived_.erase(p.job);
       sink_.finished({p.job, whole.identity.job_id, whole.ok(), ResultsWriter::format(layout_, whole)});
     }
   }
@@ -147,8 +153,12 @@ class Collector {
   const TableLayout& layout_;
   FinishedJobSink& sink_;
   Progress* progress_;
-  std::map<std::size_t, std::vector<JobRecord>> pieces_;
-  std::map<std::size_t, int> arrived_;
+  struct Pieces {
+    std::vector<JobRecord> records;  // by piece (= layer order)
+    std::vector<bool> arrived;
+    int count = 0;
+  };
+  std::map<std::size_t, Pieces> pieces_;  // jobs of which some pieces arrived
 };
 
 void coordinate(const Communicator& comm, std::span<const Job> jobs, const std::vector<std::size_t>& todo,

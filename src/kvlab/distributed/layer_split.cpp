@@ -43,7 +43,8 @@ std::vector<JobRecord> run_jobs_layer_split(const Communicator& comm, std::span<
     r.expect_done();
   }
   std::vector<JobRecord> records;
-  for (std::size_t j = 0; j < jobs.size(); ++j) records.push_back(assemble_pieces(jobs[j].identity, std::move(pieces[j])));
+  for (std::size_t j = 0; j < jobs.size(); ++j)
+    records.push_back(assemble_pieces(jobs[j].identity, std::move(pieces[j])));
   return records;
 }
 

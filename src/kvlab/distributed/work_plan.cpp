@@ -23,7 +23,8 @@ std::vector<int> job_pieces(std::span<const Job> jobs, const std::vector<std::si
     largest[group_of[i]] = std::max(largest[group_of[i]], estimates[i].cost);
   }
   std::vector<int> out;
-  for (std::size_t i : todo) out.push_back(pieces_for(largest[group_of[i]], total, workers, estimates[i].layers.size()));
+  for (std::size_t i : todo)
+    out.push_back(pieces_for(largest[group_of[i]], total, workers, estimates[i].layers.size()));
   return out;
 }
 

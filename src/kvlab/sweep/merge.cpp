@@ -134,8 +134,9 @@ MergeOutcome merge_results(const MergeOptions& options) {
   std::map<std::string, std::string> error_of;
   for (std::size_t f = 0; f < folders.size(); ++f) {
     for (const std::string& id : finished_job_ids(folders[f].files.at("summary.csv"))) ok_in.emplace(id, f);
-    for (const auto& [id, line] : folders[f].files.at("summary.csv").rows)
-      if (!ok_in.count(id) && failed_in.emplace(id, f).second) error_of[id] = summary_error(folders[f].files.at("summary.csv").header, line);
+    const FileRows& summary = folders[f].files.at("summary.csv");
+    for (const auto& [id, line] : summary.rows)
+      if (!ok_in.count(id) && failed_in.emplace(id, f).second) error_of[id] = summary_error(summary.header, line);
   }
   std::map<std::string, std::size_t> source;
   std::vector<std::string> order;
