@@ -3,7 +3,10 @@
 # -j 1` for each N, and of the plain single-process sweep (the baseline, no
 # mpirun) in the same run; median, min and max over RUNS runs, interleaved so
 # that a noisy neighbour hits every N alike. Also the sweep's own seconds
-# (without mpirun's start-up) and the CPU seconds of all processes.
+# (without mpirun's start-up), the CPU seconds of all processes, and the
+# cores they used on average (CPU seconds / wall seconds): on a machine
+# shared with other busy programs, speed-up / (cores used relative to the
+# baseline) is the parallel efficiency, whatever share the neighbours left.
 #   bash experiments/bench/mpi_scaling.sh [-n "1 2"] [-r RUNS] [-b BUILD] [-s] [FILE.yaml]
 # Default FILE: experiments/gear-ablation.yaml (102 jobs on the bundled dumps).
 # -s: every process (each rank, and the baseline) in its own session. On a
@@ -48,11 +51,13 @@ stats() {  # column of a result file → "median min max"
 read -r base _ <<<"$(stats "$out/serial" 1)"
 printf "%s: %d runs each%s; load average before: %s\n" "$sweep" "$runs" \
   "$([ ${#session[@]} -gt 0 ] && echo ", each process in its own session")" "$load"
-printf "%-22s %-24s %-24s %-10s %s\n" "" "wall s (med min max)" "sweep s (med min max)" "cpu s" "speed-up (median wall)"
+printf "%-22s %-22s %-22s %-7s %-11s %s\n" "" "wall s (med min max)" "sweep s (med min max)" "cpu s" "cores used" \
+  "speed-up (median wall)"
 for label in serial $(for n in $ranks; do echo "n$n"; done); do
   read -r med mn mx <<<"$(stats "$out/$label" 1)"
   read -r smed smn smx <<<"$(stats "$out/$label" 2)"
   read -r cmed _ <<<"$(stats "$out/$label" 3)"
   name=$([ "$label" = serial ] && echo "1 process (no mpirun)" || echo "mpirun -n ${label#n}")
-  printf "%-22s %-24s %-24s %-10s %.2fx\n" "$name" "$med $mn $mx" "$smed $smn $smx" "$cmed" "$(awk -v a="$base" -v b="$med" 'BEGIN {print a / b}')"
+  printf "%-22s %-22s %-22s %-7s %-11s %.2fx\n" "$name" "$med $mn $mx" "$smed $smn $smx" "$cmed" \
+    "$(awk -v c="$cmed" -v w="$med" 'BEGIN {printf "%.2f", c / w}')" "$(awk -v a="$base" -v b="$med" 'BEGIN {print a / b}')"
 done
