@@ -457,3 +457,37 @@ TEST_CASE("jobs are cut into layer ranges only when one would dominate a rank", 
   CHECK(job_pieces(jobs, {0, 1, 2}, est, 4) == std::vector<int>{2, 2, 1});
   CHECK(job_pieces(jobs, {1, 2}, est, 4) == std::vector<int>{2, 2});  // resumed: job 0 done, less work left
 }
+
+TEST_CASE("merge lists the jobs that failed in a shard, with their reason", "[distributed][shard][sweep]") {
+  const test::TempDir dir("kvlab_merge_failed_");
+  test::write_tiny_dump(dir.path / "a.h5");
+  std::ofstream(dir.path / "bad.h5") << "not an HDF5 file\n";  // its jobs fail; the others run
+  const std::string yaml = dir.file("s.yaml");
+  std::ofstream(yaml) << "name: f\ndumps: [a.h5, bad.h5]\ncompressors: [fp16, {method: kivi, bits: [2, 4]}]\n"
+                         "replay: {eval_every: 8}\n";
+  const SweepConfig config = load_sweep_config(yaml);
+  SweepRunOptions quiet;
+  quiet.quiet = true;
+  quiet.threads = 1;
+  const SweepOutcome whole = run_sweep(make_sweep_plan(config, dir.file("whole")), quiet);
+  REQUIRE(whole.failed == 3);
+  REQUIRE(whole.ok == 3);
+  std::vector<std::string> shards;
+  for (int i = 1; i <= 2; ++i) {
+    SweepRunOptions o = quiet;
+    o.shard = ShardId{i, 2};
+    run_sweep(make_sweep_plan(config, dir.file(fmt::format("s{}", i))), o);
+    shards.push_back(dir.file(fmt::format("s{}", i)));
+  }
+  const MergeOutcome m = merge_results({dir.file("merged"), shards, false});
+  CHECK(m.jobs == 6);
+  CHECK(m.ok == 3);
+  CHECK(m.missing.empty());
+  REQUIRE(m.failed.size() == 3);
+  for (const MergedJob& j : m.failed) {
+    CHECK(j.dump == "bad.h5");
+    CHECK_THAT(j.error, Catch::Contains("bad.h5"));
+  }
+  // The failed jobs' rows are kept, as a single-process sweep keeps them.
+  CHECK(slurp(dir.path / "merged" / "summary.csv") == slurp(dir.path / "whole" / "summary.csv"));
+}
