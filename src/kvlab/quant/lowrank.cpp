@@ -5,6 +5,7 @@
 
 #include "kvlab/core/error.hpp"
 #include "kvlab/core/fp16.hpp"
+#include "kvlab/core/simd.hpp"
 
 namespace kvlab {
 
@@ -12,45 +13,75 @@ namespace {
 using ColMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 using ColMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 
-// Hot loops are plain C with a fixed lane-wise accumulation order, so GCC
-// vectorizes them for SSE2 or (via target_clones, chosen at load time) AVX2
-// and both give bit-identical results.
-#define KVLAB_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+// The hot loops use fixed-width vectors (core/simd.hpp) with a fixed lane
+// order, so the SSE2 build and the AVX2 clone give bit-identical results.
+using simd::f4;
+using simd::f8;
 
 // A = R·Pᵀ for row-major R [n × d] and Pt [r × d]; A [n × r] column-major.
-// Four columns of A at a time: each chunk of 8 channels of a row is loaded
-// once and feeds four independent 8-lane accumulators.
+// Element (i, j) is the dot product of row i and Pt row j in eight lanes
+// (lane l sums channels c ≡ l mod 8 in order), reduced as simd::reduce4.
+// Four columns of A at a time, accumulators in registers; a short last group
+// of columns repeats Pt's last row (results discarded).
 KVLAB_SIMD_CLONES void project_rows(const float* R, int n, int d, const float* Pt, int r, float* A) {
-  for (int i = 0; i < n; ++i) {
-    const float* row = R + static_cast<std::size_t>(i) * d;
-    for (int j0 = 0; j0 < r; j0 += 4) {
-      const int nj = std::min(4, r - j0);
-      float lane[4][8] = {};
-      const int d8 = d / 8 * 8;
-      for (int c = 0; c < d8; c += 8)
-        for (int j = 0; j < 4; ++j) {
-          const float* p = Pt + static_cast<std::size_t>(std::min(j0 + j, r - 1)) * d + c;
-          for (int l = 0; l < 8; ++l) lane[j][l] += row[c + l] * p[l];
-        }
-      for (int c = d8; c < d; ++c)
-        for (int j = 0; j < 4; ++j) lane[j][c & 7] += row[c] * Pt[static_cast<std::size_t>(std::min(j0 + j, r - 1)) * d + c];
-      for (int j = 0; j < nj; ++j) {
-        const float* v = lane[j];
-        A[static_cast<std::size_t>(j0 + j) * n + i] = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+  const int d8 = d / 8 * 8;
+  for (int j0 = 0; j0 < r; j0 += 4) {
+    const int nj = std::min(4, r - j0);
+    const float* p[4];
+    for (int j = 0; j < 4; ++j) p[j] = Pt + static_cast<std::size_t>(std::min(j0 + j, r - 1)) * d;
+    for (int i = 0; i < n; ++i) {
+      const float* row = R + static_cast<std::size_t>(i) * d;
+      f8 a0{}, a1{}, a2{}, a3{};
+      for (int c = 0; c < d8; c += 8) {
+        const f8 x = simd::load8(row + c);
+        a0 += x * simd::load8(p[0] + c);
+        a1 += x * simd::load8(p[1] + c);
+        a2 += x * simd::load8(p[2] + c);
+        a3 += x * simd::load8(p[3] + c);
       }
+      for (int c = d8; c < d; ++c) {
+        a0[c & 7] += row[c] * p[0][c];
+        a1[c & 7] += row[c] * p[1][c];
+        a2[c & 7] += row[c] * p[2][c];
+        a3[c & 7] += row[c] * p[3][c];
+      }
+      const f4 dots = simd::reduce4(a0, a1, a2, a3);
+      for (int j = 0; j < nj; ++j) A[static_cast<std::size_t>(j0 + j) * n + i] = dots[j];
     }
   }
 }
 
-// Pt = Aᵀ·R: Pt(j, :) = Σ_i A(i, j)·R(i, :), rows in order (elementwise axpys).
+// Pt = Aᵀ·R: Pt(j, c) = Σ_i A(i, j)·R(i, c), summed over rows in order from 0.
+// Rows stream in groups of four: each Pt chunk is loaded once per group and
+// takes the four rows' terms in row order before it is stored back.
 KVLAB_SIMD_CLONES void accumulate_rows(const float* R, int n, int d, const float* A, int r, float* Pt) {
   std::fill(Pt, Pt + static_cast<std::size_t>(r) * d, 0.0f);
-  for (int i = 0; i < n; ++i) {
-    const float* row = R + static_cast<std::size_t>(i) * d;
+  const int d8 = d / 8 * 8;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float* x0 = R + static_cast<std::size_t>(i) * d;
+    const float *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
     for (int j = 0; j < r; ++j) {
-      const float a = A[static_cast<std::size_t>(j) * n + i];
+      const float* a = A + static_cast<std::size_t>(j) * n + i;
+      const float w0 = a[0], w1 = a[1], w2 = a[2], w3 = a[3];
       float* p = Pt + static_cast<std::size_t>(j) * d;
-      for (int c = 0; c < d; ++c) p[c] += a * row[c];
+      for (int c = 0; c < d8; c += 8) {
+        f8 s = simd::load8(p + c);
+        s += w0 * simd::load8(x0 + c);  // scalar × vector: a broadcast
+        s += w1 * simd::load8(x1 + c);
+        s += w2 * simd::load8(x2 + c);
+        s += w3 * simd::load8(x3 + c);
+        simd::store8(p + c, s);
+      }
+      for (int c = d8; c < d; ++c) p[c] = (((p[c] + w0 * x0[c]) + w1 * x1[c]) + w2 * x2[c]) + w3 * x3[c];
+    }
+  }
+  for (; i < n; ++i) {
+    const float* x = R + static_cast<std::size_t>(i) * d;
+    for (int j = 0; j < r; ++j) {
+      const float w = A[static_cast<std::size_t>(j) * n + i];
+      float* p = Pt + static_cast<std::size_t>(j) * d;
+      for (int c = 0; c < d; ++c) p[c] += w * x[c];
     }
   }
 }

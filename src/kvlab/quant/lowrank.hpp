@@ -8,6 +8,13 @@
 // formed (unless round_fp16 = false, for tests of the fit itself).
 // The effective rank is min(r, n, d); size = (n + d) · r_eff · 16 bits.
 // Single-threaded and deterministic for a given Rng state.
+//
+// Summation order (fixed, so results are bit-identical on every instruction
+// set; tests/test_lowrank.cpp repeats it in plain loops):
+//   (R·P)(i, j): eight lanes, lane l summing R(i, c)·P(c, j) over c ≡ l (mod 8)
+//     in increasing c from 0, then ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+//   (Rᵀ·A)(c, j): Σ_i R(i, c)·A(i, j) in increasing i from 0.
+// No fused multiply-adds.
 #include <cstdint>
 
 #include "kvlab/core/rng.hpp"
