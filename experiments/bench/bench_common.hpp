@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <utility>
@@ -42,6 +44,28 @@ inline Layer make_layer(int heads, int tokens, int dim, std::uint64_t seed = 1) 
       }
   }
   return l;
+}
+
+// CPU time of the calling thread, in seconds: unlike wall time, it does not
+// count time the thread waited for a core on a shared machine.
+inline double thread_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+inline double cpu_seconds_of(const std::function<void()>& fn) {
+  const double t0 = thread_cpu_seconds();
+  fn();
+  return thread_cpu_seconds() - t0;
+}
+
+// The 1-, 5- and 15-minute load averages, for the report: on a shared machine
+// they say how much the wall times were stretched by other work.
+inline std::string load_average() {
+  std::ifstream f("/proc/loadavg");
+  double a = 0, b = 0, c = 0;
+  if (!(f >> a >> b >> c)) return "unknown";
+  return fmt::format("{:.2f} {:.2f} {:.2f}", a, b, c);
 }
 
 inline double seconds_of(const std::function<void()>& fn) {

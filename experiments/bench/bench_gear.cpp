@@ -20,41 +20,41 @@ namespace {
 constexpr int kHeads = 32, kTokens = 4096, kDim = 128;
 constexpr double kTargetMs = 120;
 
-// The stages of GearCodec::encode for a prefill segment, timed separately on
-// one thread over every head (K and V). Mirrors gear_codec.cpp.
+// The stages of GearCodec::encode for a prefill segment, on one thread, each
+// K and V block taken through all stages in turn (as the codec does, so a
+// stage finds the block where the previous one left it in cache); per-stage
+// thread CPU time (robust to other work on a shared machine), summed over the
+// layer. Mirrors gear_codec.cpp.
 void breakdown(const bench::Layer& layer, int runs) {
   const QuantConfig kq{2, QuantAxis::PerChannel, 64}, vq{2, QuantAxis::PerToken, 64};
   const OutlierConfig ko{QuantAxis::PerChannel, 0.02, -1}, vo{QuantAxis::PerToken, 0.02, -1};
   std::vector<double> t_out, t_quant, t_lr;
-  std::vector<OutlierSet> sets(2 * kHeads);
-  std::vector<Matrix> out(2 * kHeads, Matrix(kTokens, kDim));
+  Matrix out(kTokens, kDim);
   for (int run = 0; run < runs; ++run) {
-    t_out.push_back(bench::seconds_of([&] {
-      for (int h = 0; h < kHeads; ++h) {
-        sets[2 * h] = extract_outliers(layer.keys[h], ko);
-        sets[2 * h + 1] = extract_outliers(layer.values[h], vo);
-      }
-    }));
-    t_quant.push_back(bench::seconds_of([&] {
-      for (int i = 0; i < 2 * kHeads; ++i) {
-        const Matrix& x = i % 2 ? layer.values[i / 2] : layer.keys[i / 2];
-        fake_quantize(x, i % 2 ? vq : kq, out[i], &sets[i].mask);
-        add_outliers(sets[i], out[i]);
-      }
-    }));
-    t_lr.push_back(bench::seconds_of([&] {
-      for (int i = 0; i < 2 * kHeads; ++i) {
-        const Matrix& x = i % 2 ? layer.values[i / 2] : layer.keys[i / 2];
+    double o = 0, q = 0, l = 0;
+    for (int i = 0; i < 2 * kHeads; ++i) {
+      const bool values = i % 2 == 1;
+      const Matrix& x = values ? layer.values[i / 2] : layer.keys[i / 2];
+      OutlierSet s;
+      o += bench::cpu_seconds_of([&] { s = extract_outliers(x, values ? vo : ko); });
+      q += bench::cpu_seconds_of([&] {
+        fake_quantize(x, values ? vq : kq, out, &s.mask);
+        add_outliers(s, out);
+      });
+      l += bench::cpu_seconds_of([&] {
         Rng rng = Rng::for_block(1, 0, i / 2, static_cast<std::uint64_t>(i % 2));
-        const Matrix residual = x - out[i];
+        const Matrix residual = x - out;
         const LowRankFactors f = power_iteration(residual, 4, 3, rng);
-        add_lowrank(f, out[i]);
-      }
-    }));
+        add_lowrank(f, out);
+      });
+    }
+    t_out.push_back(o);
+    t_quant.push_back(q);
+    t_lr.push_back(l);
   }
   const bench::Stats o = bench::stats_of(t_out), q = bench::stats_of(t_quant), l = bench::stats_of(t_lr);
-  fmt::print("  breakdown of the default G=64 s=0.02 r=4 loop=3, 1 thread, all {} heads (K and V), median (min-max) of {} "
-             "runs:\n",
+  fmt::print("  breakdown of the default G=64 s=0.02 r=4 loop=3, 1 thread, all {} heads (K and V), thread CPU time, "
+             "median (min-max) of {} runs:\n",
              kHeads, runs);
   fmt::print("    outlier selection:                      {:6.1f} ms ({:.1f}-{:.1f})\n", o.median * 1e3, o.min * 1e3,
              o.max * 1e3);
@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
       states[h]->prefill(layer.keys[h], layer.values[h], {});
     }
   };
+  const std::string load_before = bench::load_average();
   bench::MemoryFloor floor(layer, threads);
   replay();  // warm-up: allocator and page faults
   floor.run();
@@ -113,6 +114,7 @@ int main(int argc, char** argv) {
   fmt::print("bench_gear: {} on one 7B-shaped layer ({} kv heads, K and V [{} x {}] each), prefill, {} threads\n",
              comp->spec(), kHeads, kTokens, kDim, threads);
   fmt::print("  command: {}\n", args.command());
+  fmt::print("  load average before / after: {} / {}\n", load_before, bench::load_average());
   fmt::print("  gear layer (compress+reconstruct):  {}\n", bench::ms(g));
   fmt::print("  memory floor (copy K,V), same run:  {}  ({:.1f} GB/s read+write at the median)\n", bench::ms(f, 2),
              floor.bytes() / f.median / 1e9);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
       states[h]->prefill(layer.keys[h], layer.values[h], {});
     }
   };
+  const std::string load_before = bench::load_average();
   bench::MemoryFloor floor(layer, threads);
   replay();  // warm-up: allocator and page faults
   floor.run();
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
   fmt::print("bench_kivi: {} on one 7B-shaped layer ({} kv heads, K and V [{} x {}] each), prefill, {} threads\n",
              compressor->spec(), heads, tokens, dim, threads);
   fmt::print("  command: {}\n", args.command());
+  fmt::print("  load average before / after: {} / {}\n", load_before, bench::load_average());
   fmt::print("  kivi layer (compress+reconstruct):  {}\n", bench::ms(k, 2));
   fmt::print("  memory floor (copy K,V), same run:  {}  ({:.1f} GB/s read+write at the median)\n", bench::ms(f, 2),
              floor.bytes() / f.median / 1e9);

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#if defined(__SSE__)
-#include <xmmintrin.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 
 #define KVLAB_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
@@ -21,8 +21,10 @@ namespace kvlab::simd {
 using f8 = float __attribute__((vector_size(32)));
 using f4 = float __attribute__((vector_size(16)));
 using i8 = std::int32_t __attribute__((vector_size(32)));  // lane masks: 0 or -1
+using i4 = std::int32_t __attribute__((vector_size(16)));
 using u8 = std::uint32_t __attribute__((vector_size(32)));
 using b8 = std::uint8_t __attribute__((vector_size(8)));
+using d4 = double __attribute__((vector_size(32)));
 
 KVLAB_SIMD_INLINE f8 load8(const float* p) {
   f8 v;
@@ -30,6 +32,12 @@ KVLAB_SIMD_INLINE f8 load8(const float* p) {
   return v;
 }
 KVLAB_SIMD_INLINE void store8(float* p, f8 v) { std::memcpy(p, &v, sizeof v); }
+KVLAB_SIMD_INLINE d4 load4(const double* p) {
+  d4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+KVLAB_SIMD_INLINE void store4(double* p, d4 v) { std::memcpy(p, &v, sizeof v); }
 // c in every lane (c − 0 is c for every c, −0 included).
 KVLAB_SIMD_INLINE f8 constant8(float c) { return c - f8{}; }
 
@@ -37,16 +45,24 @@ KVLAB_SIMD_INLINE f8 constant8(float c) { return c - f8{}; }
 KVLAB_SIMD_INLINE f8 min8(f8 a, f8 b) { return b < a ? b : a; }
 KVLAB_SIMD_INLINE f8 max8(f8 a, f8 b) { return a < b ? b : a; }
 
-// Lanes whose byte in p[0..8) is non-zero.
+// Lanes whose byte in p[0..8) is non-zero. (GCC lowers a plain byte-to-int
+// conversion lane by lane; the SSE2 unpacks widen all eight bytes at once.)
 KVLAB_SIMD_INLINE i8 mask8(const std::uint8_t* p) {
+#if defined(__SSE2__)
+  const __m128i zero = _mm_cmpeq_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), _mm_setzero_si128());
+  const __m128i w = _mm_unpacklo_epi8(zero, zero);
+  const i4 lo = reinterpret_cast<i4>(_mm_unpacklo_epi16(w, w)), hi = reinterpret_cast<i4>(_mm_unpackhi_epi16(w, w));
+  return ~__builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
+#else
   b8 b;
   std::memcpy(&b, p, sizeof b);
   return __builtin_convertvector(b, i8) != 0;
+#endif
 }
 
 // Bit l set where lane l of m is set (m's lanes are 0 or -1).
 KVLAB_SIMD_INLINE unsigned movemask8(i8 m) {
-#if defined(__SSE__)
+#if defined(__SSE2__)
   __m128 lo, hi;
   std::memcpy(&lo, &m, sizeof lo);
   std::memcpy(&hi, reinterpret_cast<const char*>(&m) + sizeof lo, sizeof hi);

@@ -85,48 +85,67 @@ struct Block {
   const std::uint8_t* mrow(int r) const { return ex + static_cast<std::ptrdiff_t>(r) * d; }
 };
 
-// Per-channel groups of `g` rows, eight columns at a time: min/max down the
-// group, then the group's codes; the group's rows stay in L1 in between. Any
-// order of the min/max sweep gives the same reconstruction (see quantize_per_token).
+// Per-channel groups of `g` rows: the group's rows are swept in memory order
+// twice (column-wise min/max into small arrays, then the codes); the group
+// stays in L1 in between. Any order of the min/max sweep gives the same
+// reconstruction (see per_token_groups).
 template <bool Masked>
 KVLAB_SIMD_INLINE void per_channel_groups(const Block& b, int g, float levels) {
   const f8 inf = simd::constant8(kInf), ninf = simd::constant8(-kInf), lv = simd::constant8(levels);
   const int d8 = b.d / 8 * 8;
+  // Per column: running min/max, then the group's zero, scale and divisor.
+  // Plain float arrays (vectors of vector types lose their alignment).
+  std::vector<float> mn(static_cast<std::size_t>(b.d)), mx(mn.size()), zero(mn.size()), scale(mn.size()),
+      divisor(mn.size());
   for (int r0 = 0; r0 < b.n; r0 += g) {
     const int r1 = std::min(b.n, r0 + g);
-    for (int c = 0; c < d8; c += 8) {
-      f8 mn = inf, mx = ninf;
-      for (int r = r0; r < r1; ++r) {
-        const f8 v = simd::load8(b.xrow(r) + c);
+    std::fill(mn.begin(), mn.end(), kInf);
+    std::fill(mx.begin(), mx.end(), -kInf);
+    for (int r = r0; r < r1; ++r) {
+      const float* row = b.xrow(r);
+      for (int c = 0; c < d8; c += 8) {
+        const f8 v = simd::load8(row + c);
         if constexpr (Masked) {
           const i8 m = simd::mask8(b.mrow(r) + c);
-          mn = simd::min8(mn, m ? inf : v);
-          mx = simd::max8(mx, m ? ninf : v);
+          simd::store8(&mn[c], simd::min8(simd::load8(&mn[c]), m ? inf : v));
+          simd::store8(&mx[c], simd::max8(simd::load8(&mx[c]), m ? ninf : v));
         } else {
-          mn = simd::min8(mn, v);
-          mx = simd::max8(mx, v);
+          simd::store8(&mn[c], simd::min8(simd::load8(&mn[c]), v));
+          simd::store8(&mx[c], simd::max8(simd::load8(&mx[c]), v));
         }
       }
-      const GroupParams8 p = group_params8(mn, mx, levels);
-      for (int r = r0; r < r1; ++r) {
-        const f8 q = dequantized8(simd::load8(b.xrow(r) + c), p, lv);
-        if constexpr (Masked)
-          simd::store8(b.orow(r) + c, simd::mask8(b.mrow(r) + c) ? f8{} : q);
-        else
-          simd::store8(b.orow(r) + c, q);
+      for (int c = d8; c < b.d; ++c) {
+        const bool m = Masked && b.mrow(r)[c];
+        mn[c] = std::min(mn[c], m ? kInf : row[c]);
+        mx[c] = std::max(mx[c], m ? -kInf : row[c]);
       }
     }
+    for (int c = 0; c < d8; c += 8) {
+      const GroupParams8 p = group_params8(simd::load8(&mn[c]), simd::load8(&mx[c]), levels);
+      simd::store8(&zero[c], p.zero);
+      simd::store8(&scale[c], p.scale);
+      simd::store8(&divisor[c], p.divisor);
+    }
     for (int c = d8; c < b.d; ++c) {
-      float mn = kInf, mx = -kInf;
-      for (int r = r0; r < r1; ++r) {
-        const bool m = Masked && b.mrow(r)[c];
-        mn = std::min(mn, m ? kInf : b.xrow(r)[c]);
-        mx = std::max(mx, m ? -kInf : b.xrow(r)[c]);
+      const GroupParams p = group_params(mn[c], mx[c], levels);
+      zero[c] = p.zero;
+      scale[c] = p.scale;
+      divisor[c] = p.divisor();
+    }
+    for (int r = r0; r < r1; ++r) {
+      const float* row = b.xrow(r);
+      float* dst = b.orow(r);
+      for (int c = 0; c < d8; c += 8) {
+        const GroupParams8 p{simd::load8(&zero[c]), simd::load8(&scale[c]), simd::load8(&divisor[c])};
+        const f8 q = dequantized8(simd::load8(row + c), p, lv);
+        if constexpr (Masked)
+          simd::store8(dst + c, simd::mask8(b.mrow(r) + c) ? f8{} : q);
+        else
+          simd::store8(dst + c, q);
       }
-      const GroupParams p = group_params(mn, mx, levels);
-      for (int r = r0; r < r1; ++r) {
+      for (int c = d8; c < b.d; ++c) {
         const bool m = Masked && b.mrow(r)[c];
-        b.orow(r)[c] = m ? 0.0f : dequantized(b.xrow(r)[c], p.zero, p.divisor(), p.scale, levels);
+        dst[c] = m ? 0.0f : dequantized(row[c], zero[c], divisor[c], scale[c], levels);
       }
     }
   }
@@ -139,54 +158,84 @@ KVLAB_SIMD_CLONES void quantize_per_channel(const Block& b, int g, float levels)
     per_channel_groups<false>(b, g, levels);
 }
 
-// Per-token groups of `g` channels along each row. The min and max are taken
-// eight lanes at a time and then across lanes, an order that can differ from
-// a sequential sweep only in which zero (+0 or −0) it returns, and that never
-// shows in the reconstruction: q·s + zero is +0 for a zero of either sign.
+// Per-token groups of `g` channels along each row, eight rows at a time: the
+// groups' min/max first, then their parameters eight groups per vector, then
+// the codes. The min and max are taken eight lanes at a time and then across
+// lanes, an order that can differ from a sequential sweep only in which zero
+// (+0 or −0) it returns, and that never shows in the reconstruction: q·s + zero
+// is +0 for a zero of either sign.
 template <bool Masked>
 KVLAB_SIMD_INLINE void per_token_groups(const Block& b, int g, float levels) {
+  constexpr int kRows = 8;
   const f8 inf = simd::constant8(kInf), ninf = simd::constant8(-kInf), lv = simd::constant8(levels);
-  for (int r = 0; r < b.n; ++r) {
-    const float* row = b.xrow(r);
-    float* dst = b.orow(r);
-    const std::uint8_t* m = Masked ? b.mrow(r) : nullptr;
-    for (int c0 = 0; c0 < b.d; c0 += g) {
-      const int c1 = std::min(b.d, c0 + g), c8 = c0 + (c1 - c0) / 8 * 8;
-      f8 mn8 = inf, mx8 = ninf;
-      for (int c = c0; c < c8; c += 8) {
-        const f8 v = simd::load8(row + c);
-        if constexpr (Masked) {
-          const i8 e = simd::mask8(m + c);
-          mn8 = simd::min8(mn8, e ? inf : v);
-          mx8 = simd::max8(mx8, e ? ninf : v);
-        } else {
-          mn8 = simd::min8(mn8, v);
-          mx8 = simd::max8(mx8, v);
+  const int groups = (b.d + g - 1) / g;
+  const std::size_t slots = static_cast<std::size_t>(kRows) * groups;
+  std::vector<float> mn(slots), mx(slots), zero(slots), scale(slots), divisor(slots);
+  for (int r0 = 0; r0 < b.n; r0 += kRows) {
+    const int r1 = std::min(b.n, r0 + kRows);
+    for (int r = r0; r < r1; ++r) {
+      const float* row = b.xrow(r);
+      const std::uint8_t* m = Masked ? b.mrow(r) : nullptr;
+      for (int k = 0; k < groups; ++k) {
+        const int c0 = k * g, c1 = std::min(b.d, c0 + g), c8 = c0 + (c1 - c0) / 8 * 8;
+        f8 lo8 = inf, hi8 = ninf;
+        for (int c = c0; c < c8; c += 8) {
+          const f8 v = simd::load8(row + c);
+          if constexpr (Masked) {
+            const i8 e = simd::mask8(m + c);
+            lo8 = simd::min8(lo8, e ? inf : v);
+            hi8 = simd::max8(hi8, e ? ninf : v);
+          } else {
+            lo8 = simd::min8(lo8, v);
+            hi8 = simd::max8(hi8, v);
+          }
         }
+        float lo = kInf, hi = -kInf;
+        for (int l = 0; l < 8; ++l) {
+          lo = std::min(lo, lo8[l]);
+          hi = std::max(hi, hi8[l]);
+        }
+        for (int c = c8; c < c1; ++c) {
+          const bool e = Masked && m[c];
+          lo = std::min(lo, e ? kInf : row[c]);
+          hi = std::max(hi, e ? -kInf : row[c]);
+        }
+        mn[static_cast<std::size_t>(r - r0) * groups + k] = lo;
+        mx[static_cast<std::size_t>(r - r0) * groups + k] = hi;
       }
-      float mn = kInf, mx = -kInf;
-      for (int l = 0; l < 8; ++l) {
-        mn = std::min(mn, mn8[l]);
-        mx = std::max(mx, mx8[l]);
-      }
-      for (int c = c8; c < c1; ++c) {
-        const bool e = Masked && m[c];
-        mn = std::min(mn, e ? kInf : row[c]);
-        mx = std::max(mx, e ? -kInf : row[c]);
-      }
-      const GroupParams p = group_params(mn, mx, levels);
-      const float div = p.divisor();
-      GroupParams8 p8;
-      p8.zero = simd::constant8(p.zero);
-      p8.scale = simd::constant8(p.scale);
-      p8.divisor = simd::constant8(div);
-      for (int c = c0; c < c8; c += 8) {
-        const f8 q = dequantized8(simd::load8(row + c), p8, lv);
-        simd::store8(dst + c, Masked ? (simd::mask8(m + c) ? f8{} : q) : q);
-      }
-      for (int c = c8; c < c1; ++c) {
-        const float q = dequantized(row[c], p.zero, div, p.scale, levels);
-        dst[c] = Masked && m[c] ? 0.0f : q;
+    }
+    const int count = (r1 - r0) * groups, count8 = count / 8 * 8;
+    for (int i = 0; i < count8; i += 8) {
+      const GroupParams8 p = group_params8(simd::load8(&mn[i]), simd::load8(&mx[i]), levels);
+      simd::store8(&zero[i], p.zero);
+      simd::store8(&scale[i], p.scale);
+      simd::store8(&divisor[i], p.divisor);
+    }
+    for (int i = count8; i < count; ++i) {
+      const GroupParams p = group_params(mn[i], mx[i], levels);
+      zero[i] = p.zero;
+      scale[i] = p.scale;
+      divisor[i] = p.divisor();
+    }
+    for (int r = r0; r < r1; ++r) {
+      const float* row = b.xrow(r);
+      float* dst = b.orow(r);
+      const std::uint8_t* m = Masked ? b.mrow(r) : nullptr;
+      for (int k = 0; k < groups; ++k) {
+        const int c0 = k * g, c1 = std::min(b.d, c0 + g), c8 = c0 + (c1 - c0) / 8 * 8;
+        const std::size_t i = static_cast<std::size_t>(r - r0) * groups + k;
+        const GroupParams8 p{simd::constant8(zero[i]), simd::constant8(scale[i]), simd::constant8(divisor[i])};
+        for (int c = c0; c < c8; c += 8) {
+          const f8 q = dequantized8(simd::load8(row + c), p, lv);
+          if constexpr (Masked)
+            simd::store8(dst + c, simd::mask8(m + c) ? f8{} : q);
+          else
+            simd::store8(dst + c, q);
+        }
+        for (int c = c8; c < c1; ++c) {
+          const float q = dequantized(row[c], zero[i], divisor[i], scale[i], levels);
+          dst[c] = Masked && m[c] ? 0.0f : q;
+        }
       }
     }
   }
