@@ -7,6 +7,7 @@
 #include "kvlab/core/fp16.hpp"
 #include "kvlab/core/rng.hpp"
 #include "kvlab/quant/group_quantizer.hpp"
+#include "kvlab/quant/outliers.hpp"
 
 using namespace kvlab;
 
@@ -212,5 +213,28 @@ TEST_CASE("a strided block quantizes like its copy", "[quant]") {
     fake_quantize(wide.middleCols(5, 37), {2, axis, 32}, a);
     fake_quantize(Matrix(wide.middleCols(5, 37)), {2, axis, 32}, b);
     CHECK(a == b);
+  }
+}
+
+TEST_CASE("quantize_with_residual equals fake_quantize, add_outliers and x - out", "[quant]") {
+  for (QuantAxis axis : {QuantAxis::PerToken, QuantAxis::PerChannel}) {
+    const Matrix x = random_matrix(150, 45, 21);
+    const OutlierSet s = extract_outliers(x, OutlierConfig{axis, 0.1, -1});
+    for (int group : {0, 8, 32}) {
+      const QuantConfig cfg{2, axis, group};
+      Matrix want(x.rows(), x.cols()), out(x.rows(), x.cols()), residual;
+      fake_quantize(x, cfg, want, &s.mask);
+      add_outliers(s, want);
+      const BitCount b = quantize_with_residual(x, cfg, out, residual, &s.mask);
+      CHECK(b == quant_bits(150, 45, cfg));
+      CHECK(out == want);
+      CHECK(residual == Matrix(x - want));
+      // Without outliers: plain quantization and its residual.
+      Matrix plain(x.rows(), x.cols());
+      fake_quantize(x, cfg, want);
+      quantize_with_residual(x, cfg, plain, residual);
+      CHECK(plain == want);
+      CHECK(residual == Matrix(x - want));
+    }
   }
 }

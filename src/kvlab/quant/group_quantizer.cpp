@@ -80,16 +80,40 @@ struct Block {
   Eigen::Index ldo;
   const std::uint8_t* ex;  // exclusion mask, row-major [n × d], or null
   int n, d;
+  float* res = nullptr;  // GEAR: the residual x − out, [n × d] dense
   const float* xrow(int r) const { return x + r * ldx; }
   float* orow(int r) const { return out + r * ldo; }
+  float* rrow(int r) const { return res + static_cast<std::ptrdiff_t>(r) * d; }
   const std::uint8_t* mrow(int r) const { return ex + static_cast<std::ptrdiff_t>(r) * d; }
 };
+
+// Writes the reconstruction q of x at (r, c..c+8). An excluded element is 0,
+// or with Gear 0 + round_to_fp16(x) (add_outliers' result for it), and Gear
+// also writes the residual x − out.
+template <bool Masked, bool Gear>
+KVLAB_SIMD_INLINE void put8(const Block& b, int r, int c, f8 x, f8 q) {
+  if constexpr (Masked) {
+    const i8 m = simd::mask8(b.mrow(r) + c);
+    if constexpr (Gear)
+      q = m ? f8{} + simd::round8_to_fp16(x) : q;
+    else
+      q = m ? f8{} : q;
+  }
+  simd::store8(b.orow(r) + c, q);
+  if constexpr (Gear) simd::store8(b.rrow(r) + c, x - q);
+}
+template <bool Masked, bool Gear>
+KVLAB_SIMD_INLINE void put1(const Block& b, int r, int c, float x, float q) {
+  if (Masked && b.mrow(r)[c]) q = Gear ? 0.0f + round_to_fp16(x) : 0.0f;
+  b.orow(r)[c] = q;
+  if constexpr (Gear) b.rrow(r)[c] = x - q;
+}
 
 // Per-channel groups of `g` rows: the group's rows are swept in memory order
 // twice (column-wise min/max into small arrays, then the codes); the group
 // stays in L1 in between. Any order of the min/max sweep gives the same
 // reconstruction (see per_token_groups).
-template <bool Masked>
+template <bool Masked, bool Gear>
 KVLAB_SIMD_INLINE void per_channel_groups(const Block& b, int g, float levels) {
   const f8 inf = simd::constant8(kInf), ninf = simd::constant8(-kInf), lv = simd::constant8(levels);
   const int d8 = b.d / 8 * 8;
@@ -134,28 +158,28 @@ KVLAB_SIMD_INLINE void per_channel_groups(const Block& b, int g, float levels) {
     }
     for (int r = r0; r < r1; ++r) {
       const float* row = b.xrow(r);
-      float* dst = b.orow(r);
       for (int c = 0; c < d8; c += 8) {
         const GroupParams8 p{simd::load8(&zero[c]), simd::load8(&scale[c]), simd::load8(&divisor[c])};
-        const f8 q = dequantized8(simd::load8(row + c), p, lv);
-        if constexpr (Masked)
-          simd::store8(dst + c, simd::mask8(b.mrow(r) + c) ? f8{} : q);
-        else
-          simd::store8(dst + c, q);
+        const f8 v = simd::load8(row + c);
+        put8<Masked, Gear>(b, r, c, v, dequantized8(v, p, lv));
       }
-      for (int c = d8; c < b.d; ++c) {
-        const bool m = Masked && b.mrow(r)[c];
-        dst[c] = m ? 0.0f : dequantized(row[c], zero[c], divisor[c], scale[c], levels);
-      }
+      for (int c = d8; c < b.d; ++c)
+        put1<Masked, Gear>(b, r, c, row[c], dequantized(row[c], zero[c], divisor[c], scale[c], levels));
     }
   }
 }
 
 KVLAB_SIMD_CLONES void quantize_per_channel(const Block& b, int g, float levels) {
-  if (b.ex != nullptr)
-    per_channel_groups<true>(b, g, levels);
-  else
-    per_channel_groups<false>(b, g, levels);
+  if (b.res != nullptr) {
+    if (b.ex != nullptr)
+      per_channel_groups<true, true>(b, g, levels);
+    else
+      per_channel_groups<false, true>(b, g, levels);
+  } else if (b.ex != nullptr) {
+    per_channel_groups<true, false>(b, g, levels);
+  } else {
+    per_channel_groups<false, false>(b, g, levels);
+  }
 }
 
 // Per-token groups of `g` channels along each row, eight rows at a time: the
@@ -164,7 +188,7 @@ KVLAB_SIMD_CLONES void quantize_per_channel(const Block& b, int g, float levels)
 // lanes, an order that can differ from a sequential sweep only in which zero
 // (+0 or −0) it returns, and that never shows in the reconstruction: q·s + zero
 // is +0 for a zero of either sign.
-template <bool Masked>
+template <bool Masked, bool Gear>
 KVLAB_SIMD_INLINE void per_token_groups(const Block& b, int g, float levels) {
   constexpr int kRows = 8;
   const f8 inf = simd::constant8(kInf), ninf = simd::constant8(-kInf), lv = simd::constant8(levels);
@@ -219,33 +243,32 @@ KVLAB_SIMD_INLINE void per_token_groups(const Block& b, int g, float levels) {
     }
     for (int r = r0; r < r1; ++r) {
       const float* row = b.xrow(r);
-      float* dst = b.orow(r);
-      const std::uint8_t* m = Masked ? b.mrow(r) : nullptr;
       for (int k = 0; k < groups; ++k) {
         const int c0 = k * g, c1 = std::min(b.d, c0 + g), c8 = c0 + (c1 - c0) / 8 * 8;
         const std::size_t i = static_cast<std::size_t>(r - r0) * groups + k;
         const GroupParams8 p{simd::constant8(zero[i]), simd::constant8(scale[i]), simd::constant8(divisor[i])};
         for (int c = c0; c < c8; c += 8) {
-          const f8 q = dequantized8(simd::load8(row + c), p, lv);
-          if constexpr (Masked)
-            simd::store8(dst + c, simd::mask8(m + c) ? f8{} : q);
-          else
-            simd::store8(dst + c, q);
+          const f8 v = simd::load8(row + c);
+          put8<Masked, Gear>(b, r, c, v, dequantized8(v, p, lv));
         }
-        for (int c = c8; c < c1; ++c) {
-          const float q = dequantized(row[c], zero[i], divisor[i], scale[i], levels);
-          dst[c] = Masked && m[c] ? 0.0f : q;
-        }
+        for (int c = c8; c < c1; ++c)
+          put1<Masked, Gear>(b, r, c, row[c], dequantized(row[c], zero[i], divisor[i], scale[i], levels));
       }
     }
   }
 }
 
 KVLAB_SIMD_CLONES void quantize_per_token(const Block& b, int g, float levels) {
-  if (b.ex != nullptr)
-    per_token_groups<true>(b, g, levels);
-  else
-    per_token_groups<false>(b, g, levels);
+  if (b.res != nullptr) {
+    if (b.ex != nullptr)
+      per_token_groups<true, true>(b, g, levels);
+    else
+      per_token_groups<false, true>(b, g, levels);
+  } else if (b.ex != nullptr) {
+    per_token_groups<true, false>(b, g, levels);
+  } else {
+    per_token_groups<false, false>(b, g, levels);
+  }
 }
 
 }  // namespace
@@ -264,21 +287,35 @@ BitCount quant_bits(int n, int d, const QuantConfig& cfg) {
   return b;
 }
 
-BitCount fake_quantize(ConstMatrixRef x, const QuantConfig& cfg, MatrixRef out, const ElementMask* exclude) {
+namespace {
+BitCount quantize_block(ConstMatrixRef x, const QuantConfig& cfg, MatrixRef out, const ElementMask* exclude,
+                        Matrix* residual) {
   KVLAB_ASSERT(cfg.bits >= 1 && cfg.bits <= 16);
   KVLAB_ASSERT(out.rows() == x.rows() && out.cols() == x.cols());
   const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());
+  if (exclude != nullptr) KVLAB_ASSERT(exclude->rows() == n && exclude->cols() == d);
+  if (residual != nullptr) residual->resize(n, d);
   if (n == 0 || d == 0) return {};
   const float levels = static_cast<float>((1 << cfg.bits) - 1);
   const int g = effective_group(n, d, cfg);
-  if (exclude != nullptr) KVLAB_ASSERT(exclude->rows() == n && exclude->cols() == d);
-  const Block b{x.data(), x.outerStride(), out.data(), out.outerStride(),
-                exclude != nullptr ? exclude->data() : nullptr, n, d};
+  Block b{x.data(), x.outerStride(), out.data(), out.outerStride(),
+          exclude != nullptr ? exclude->data() : nullptr, n, d};
+  if (residual != nullptr) b.res = residual->data();
   if (cfg.axis == QuantAxis::PerChannel)
     quantize_per_channel(b, g, levels);
   else
     quantize_per_token(b, g, levels);
   return quant_bits(n, d, cfg);
+}
+}  // namespace
+
+BitCount fake_quantize(ConstMatrixRef x, const QuantConfig& cfg, MatrixRef out, const ElementMask* exclude) {
+  return quantize_block(x, cfg, out, exclude, nullptr);
+}
+
+BitCount quantize_with_residual(ConstMatrixRef x, const QuantConfig& cfg, MatrixRef out, Matrix& residual,
+                                const ElementMask* outliers) {
+  return quantize_block(x, cfg, out, outliers, &residual);
 }
 
 }  // namespace kvlab

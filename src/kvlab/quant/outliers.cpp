@@ -90,16 +90,30 @@ struct TopK {
   }
 };
 
+// Marks (r, c) and records its value, still unrounded (round_values does it
+// for all entries at the end).
 void keep(OutlierSet& s, int r, int c, float value) {
   if (s.mask(r, c)) return;
   s.mask(r, c) = 1;
-  s.entries.push_back({r, c, round_to_fp16(value)});
+  s.entries.push_back({r, c, value});
 }
 void keep(OutlierSet& s, ConstMatrixRef x, int r, int c) { keep(s, r, c, x(r, c)); }
 
 using simd::f8;
 using simd::i8;
 constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Every entry's value rounded to FP16, eight at a time.
+KVLAB_SIMD_CLONES void round_values(SparseEntry* e, std::size_t count) {
+  std::size_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    float v[8];
+    for (int l = 0; l < 8; ++l) v[l] = e[i + l].value;
+    const f8 r = simd::round8_to_fp16(simd::load8(v));
+    for (int l = 0; l < 8; ++l) e[i + l].value = r[l];
+  }
+  for (; i < count; ++i) e[i].value = round_to_fp16(e[i].value);
+}
 
 // Per row, the position of the first minimum and of the last maximum: what
 // the (value, position) order picks for k = 1. Min and max eight lanes at a
@@ -248,20 +262,49 @@ KVLAB_SIMD_CLONES void collect_candidates(const float* x, Eigen::Index ld, int n
   }
 }
 
+// The value of rank `rank` (0-based) in ascending order among v[0..n): a
+// quickselect whose partitions are branch-free (every element is written to
+// both sides and the side counters advance by the comparison), so random data
+// costs no mispredicted branches. v is overwritten; tmp holds 2n floats.
+float select_rank(float* v, int n, int rank, float* tmp) {
+  float* lower = tmp;
+  float* upper = tmp + n;
+  while (n > 8) {
+    const float a = v[0], b = v[n / 2], c = v[n - 1];
+    const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));  // median of three
+    int nl = 0, nu = 0;
+    for (int i = 0; i < n; ++i) {
+      const float x = v[i];
+      lower[nl] = x;
+      upper[nu] = x;
+      nl += x < pivot;
+      nu += x > pivot;
+    }
+    if (rank < nl) {
+      std::swap(v, lower);
+      n = nl;
+    } else if (rank >= n - nu) {
+      rank -= n - nu;
+      std::swap(v, upper);
+      n = nu;
+    } else {
+      return pivot;
+    }
+  }
+  std::sort(v, v + n);
+  return v[rank];
+}
+
 // Keeps the k smallest (or largest) of `cands` in the (value, position) order,
 // in position order. cands holds at least k entries, in position order, and
 // every entry of the column not among them lies beyond all of them. The k-th
 // value v comes from a selection on the values alone; then every entry
 // before v is kept and, of those equal to v, the first (last) ones in position.
 void keep_extreme(OutlierSet& s, int col, const Candidate* cands, int count, int k, bool largest,
-                  std::vector<float>& values) {
-  values.resize(static_cast<std::size_t>(count));
-  for (int i = 0; i < count; ++i) values[i] = cands[i].value;
-  if (largest)
-    std::nth_element(values.begin(), values.begin() + (k - 1), values.end(), std::greater<float>());
-  else
-    std::nth_element(values.begin(), values.begin() + (k - 1), values.end());
-  const float v = values[k - 1];
+                  std::vector<float>& scratch) {
+  scratch.resize(static_cast<std::size_t>(3 * count));
+  for (int i = 0; i < count; ++i) scratch[i] = cands[i].value;
+  const float v = select_rank(scratch.data(), count, largest ? count - k : k - 1, scratch.data() + count);
   int beyond = 0;  // entries strictly before v in the order
   for (int i = 0; i < count; ++i) beyond += largest ? cands[i].value > v : cands[i].value < v;
   int ties = k - beyond;  // how many entries equal to v are kept
@@ -327,21 +370,32 @@ int outlier_count_per_side(const OutlierConfig& cfg, int m) {
   return static_cast<int>(std::floor(cfg.sparsity * m / 2.0 + 1e-9));
 }
 
+namespace {
+void select_outliers(ConstMatrixRef x, const OutlierConfig& cfg, OutlierSet& s);
+}
+
 OutlierSet extract_outliers(ConstMatrixRef x, const OutlierConfig& cfg) {
-  const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());
   OutlierSet s;
+  select_outliers(x, cfg, s);
+  round_values(s.entries.data(), s.entries.size());
+  return s;
+}
+
+namespace {
+void select_outliers(ConstMatrixRef x, const OutlierConfig& cfg, OutlierSet& s) {
+  const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());
   s.mask = ElementMask::Zero(n, d);
-  if (n == 0 || d == 0) return s;
+  if (n == 0 || d == 0) return;
   const bool per_token = cfg.axis == QuantAxis::PerToken;
   const int m = per_token ? d : n;            // vector length
   const int vectors = per_token ? n : d;
   const int k = outlier_count_per_side(cfg, m);
-  if (k <= 0) return s;
+  if (k <= 0) return;
   if (2LL * k >= m) {  // the whole vector is kept
     s.entries.reserve(static_cast<std::size_t>(n) * d);
     for (int r = 0; r < n; ++r)
       for (int c = 0; c < d; ++c) keep(s, x, r, c);
-    return s;
+    return;
   }
   s.entries.reserve(static_cast<std::size_t>(vectors) * 2 * k);
   if (per_token && k == 1) {
@@ -373,8 +427,8 @@ OutlierSet extract_outliers(ConstMatrixRef x, const OutlierConfig& cfg) {
   } else {
     per_channel_outliers(x, k, s);
   }
-  return s;
 }
+}  // namespace
 
 void add_outliers(const OutlierSet& s, MatrixRef out) {
   for (const SparseEntry& e : s.entries) out(e.row, e.col) += e.value;
