@@ -3,7 +3,8 @@
 // arithmetic rounds the same on every instruction set, so a kernel written
 // with them gives bit-identical results in its baseline (SSE2) build and in
 // its AVX2 clone, which KVLAB_SIMD_CLONES picks at load time. No FMA: a fused
-// multiply-add rounds once and would differ from the separate multiply and add.
+// multiply-add rounds once and would differ from the separate multiply and add
+// (CMakeLists.txt sets -ffp-contract=off, so the compiler never fuses either).
 // The vectors never cross a non-inlined call, so GCC's -Wpsabi note (their
 // ABI differs without AVX) is switched off in CMakeLists.txt.
 #include <cstdint>

@@ -24,14 +24,17 @@ using simd::f8;
 // Element (i, j) is the dot product of row i and Pt row j in eight lanes
 // (lane l sums channels c ≡ l mod 8 in order), reduced as simd::reduce4.
 // Four columns of A at a time, accumulators in registers; a short last group
-// of columns repeats Pt's last row (results discarded).
+// of columns repeats Pt's last row (results discarded). Rows run last to
+// first: the pass before (the residual's construction, or accumulate_rows)
+// ended at the last rows, which are then still in cache (each row's result
+// does not depend on the order).
 KVLAB_SIMD_CLONES void project_rows(const float* R, int n, int d, const float* Pt, int r, float* A) {
   const int d8 = d / 8 * 8;
   for (int j0 = 0; j0 < r; j0 += 4) {
     const int nj = std::min(4, r - j0);
     const float* p[4];
     for (int j = 0; j < 4; ++j) p[j] = Pt + static_cast<std::size_t>(std::min(j0 + j, r - 1)) * d;
-    for (int i = 0; i < n; ++i) {
+    for (int i = n - 1; i >= 0; --i) {
       const float* row = R + static_cast<std::size_t>(i) * d;
       f8 a0{}, a1{}, a2{}, a3{};
       for (int c = 0; c < d8; c += 8) {
@@ -53,8 +56,8 @@ KVLAB_SIMD_CLONES void project_rows(const float* R, int n, int d, const float* P
   }
 }
 
-// Pt = Aᵀ·R: Pt(j, c) = Σ_i A(i, j)·R(i, c), summed over rows in order from 0.
-// Rows stream in groups of four: each Pt chunk is loaded once per group and
+// Pt = Aᵀ·R: Pt(j, c) = Σ_i A(i, j)·R(i, c), summed over rows in order from 0
+// (so this pass starts where project_rows ended). Rows stream in groups of four: each Pt chunk is loaded once per group and
 // takes the four rows' terms in row order before it is stored back.
 KVLAB_SIMD_CLONES void accumulate_rows(const float* R, int n, int d, const float* A, int r, float* Pt) {
   std::fill(Pt, Pt + static_cast<std::size_t>(r) * d, 0.0f);
