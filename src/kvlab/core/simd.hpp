@@ -46,6 +46,13 @@ KVLAB_SIMD_INLINE f8 constant8(float c) { return c - f8{}; }
 KVLAB_SIMD_INLINE f8 min8(f8 a, f8 b) { return b < a ? b : a; }
 KVLAB_SIMD_INLINE f8 max8(f8 a, f8 b) { return a < b ? b : a; }
 
+// Whether any byte of p[0..8) is non-zero.
+KVLAB_SIMD_INLINE bool any8(const std::uint8_t* p) {
+  std::uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w != 0;
+}
+
 // Lanes whose byte in p[0..8) is non-zero. (GCC lowers a plain byte-to-int
 // conversion lane by lane; the SSE2 unpacks widen all eight bytes at once.)
 KVLAB_SIMD_INLINE i8 mask8(const std::uint8_t* p) {

@@ -93,11 +93,13 @@ struct Block {
 template <bool Masked, bool Gear>
 KVLAB_SIMD_INLINE void put8(const Block& b, int r, int c, f8 x, f8 q) {
   if constexpr (Masked) {
-    const i8 m = simd::mask8(b.mrow(r) + c);
-    if constexpr (Gear)
-      q = m ? f8{} + simd::round8_to_fp16(x) : q;
-    else
-      q = m ? f8{} : q;
+    if (simd::any8(b.mrow(r) + c)) {  // outliers are sparse: most chunks skip this
+      const i8 m = simd::mask8(b.mrow(r) + c);
+      if constexpr (Gear)
+        q = m ? f8{} + simd::round8_to_fp16(x) : q;
+      else
+        q = m ? f8{} : q;
+    }
   }
   simd::store8(b.orow(r) + c, q);
   if constexpr (Gear) simd::store8(b.rrow(r) + c, x - q);
@@ -129,7 +131,7 @@ KVLAB_SIMD_INLINE void per_channel_groups(const Block& b, int g, float levels) {
       const float* row = b.xrow(r);
       for (int c = 0; c < d8; c += 8) {
         const f8 v = simd::load8(row + c);
-        if constexpr (Masked) {
+        if (Masked && simd::any8(b.mrow(r) + c)) {
           const i8 m = simd::mask8(b.mrow(r) + c);
           simd::store8(&mn[c], simd::min8(simd::load8(&mn[c]), m ? inf : v));
           simd::store8(&mx[c], simd::max8(simd::load8(&mx[c]), m ? ninf : v));
@@ -205,7 +207,7 @@ KVLAB_SIMD_INLINE void per_token_groups(const Block& b, int g, float levels) {
         f8 lo8 = inf, hi8 = ninf;
         for (int c = c0; c < c8; c += 8) {
           const f8 v = simd::load8(row + c);
-          if constexpr (Masked) {
+          if (Masked && simd::any8(m + c)) {
             const i8 e = simd::mask8(m + c);
             lo8 = simd::min8(lo8, e ? inf : v);
             hi8 = simd::max8(hi8, e ? ninf : v);
