@@ -300,47 +300,52 @@ float select_rank(float* v, int n, int rank, float* tmp) {
 // every entry of the column not among them lies beyond all of them. The k-th
 // value v comes from a selection on the values alone; then every entry
 // before v is kept and, of those equal to v, the first (last) ones in position.
+// The scans are branch-free (about a third of the candidates are kept, at
+// random), so only the final k entries are visited one by one.
 void keep_extreme(OutlierSet& s, int col, const Candidate* cands, int count, int k, bool largest,
-                  std::vector<float>& scratch) {
+                  std::vector<float>& scratch, std::vector<Candidate>& kept) {
   scratch.resize(static_cast<std::size_t>(3 * count));
   for (int i = 0; i < count; ++i) scratch[i] = cands[i].value;
   const float v = select_rank(scratch.data(), count, largest ? count - k : k - 1, scratch.data() + count);
-  int beyond = 0;  // entries strictly before v in the order
-  for (int i = 0; i < count; ++i) beyond += largest ? cands[i].value > v : cands[i].value < v;
-  int ties = k - beyond;  // how many entries equal to v are kept
-  if (!largest) {
-    for (int i = 0; i < count; ++i) {
-      const Candidate& e = cands[i];
-      if (e.value < v || (e.value == v && ties-- > 0)) keep(s, e.pos, col, e.value);
-    }
-  } else {
-    // Largest: ties go to the last positions; find where the kept ties start.
-    int equal = 0;
-    for (int i = 0; i < count; ++i) equal += cands[i].value == v;
-    int skip = equal - ties;
-    for (int i = 0; i < count; ++i) {
-      const Candidate& e = cands[i];
-      if (e.value > v || (e.value == v && skip-- <= 0)) keep(s, e.pos, col, e.value);
-    }
+  int beyond = 0, equal = 0;  // entries strictly before v in the order, and equal to it
+  for (int i = 0; i < count; ++i) {
+    beyond += largest ? cands[i].value > v : cands[i].value < v;
+    equal += cands[i].value == v;
   }
+  // Of the entries equal to v, keep those with index (among them) in [first, first + k − beyond).
+  const int first = largest ? equal - (k - beyond) : 0, last = first + (k - beyond);
+  kept.resize(static_cast<std::size_t>(count));
+  int n = 0, seen = 0;
+  for (int i = 0; i < count; ++i) {
+    const float x = cands[i].value;
+    const bool eq = x == v;
+    const bool take = (largest ? x > v : x < v) | (eq & (seen >= first) & (seen < last));
+    seen += eq;
+    kept[n] = cands[i];
+    n += take;
+  }
+  for (int i = 0; i < n; ++i) keep(s, kept[i].pos, col, kept[i].value);
 }
 
-void keep_column_extremes(OutlierSet& s, ConstMatrixRef x, int col, int k, std::vector<Candidate>& column,
-                          std::vector<float>& scratch) {
+struct SelectionScratch {
+  std::vector<Candidate> column, kept;
+  std::vector<float> values;
+};
+
+void keep_column_extremes(OutlierSet& s, ConstMatrixRef x, int col, int k, SelectionScratch& w) {
   const int n = static_cast<int>(x.rows());
-  column.resize(static_cast<std::size_t>(n));
-  for (int r = 0; r < n; ++r) column[r] = {x(r, col), r};
-  keep_extreme(s, col, column.data(), n, k, false, scratch);
-  keep_extreme(s, col, column.data(), n, k, true, scratch);
+  w.column.resize(static_cast<std::size_t>(n));
+  for (int r = 0; r < n; ++r) w.column[r] = {x(r, col), r};
+  keep_extreme(s, col, w.column.data(), n, k, false, w.values, w.kept);
+  keep_extreme(s, col, w.column.data(), n, k, true, w.values, w.kept);
 }
 
 void per_channel_outliers(ConstMatrixRef x, int k, OutlierSet& s) {
   const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());
-  std::vector<Candidate> column;
-  std::vector<float> scratch;
+  SelectionScratch w;
   const int m = sample_rank(n, k);
   if (m == 0) {
-    for (int c = 0; c < d; ++c) keep_column_extremes(s, x, c, k, column, scratch);
+    for (int c = 0; c < d; ++c) keep_column_extremes(s, x, c, k, w);
     return;
   }
   std::vector<float> lo(static_cast<std::size_t>(d)), hi(static_cast<std::size_t>(d));
@@ -352,12 +357,12 @@ void per_channel_outliers(ConstMatrixRef x, int k, OutlierSet& s) {
   for (int c = 0; c < d; ++c) {
     const int nl = lists.n_low[c], nh = lists.n_high[c];
     if (nl < k || nh < k || nl > lists.cap || nh > lists.cap) {  // the sample misled: select directly
-      keep_column_extremes(s, x, c, k, column, scratch);
+      keep_column_extremes(s, x, c, k, w);
       continue;
     }
     const std::size_t at = static_cast<std::size_t>(c) * lists.cap;
-    keep_extreme(s, c, lists.low.get() + at, nl, k, false, scratch);
-    keep_extreme(s, c, lists.high.get() + at, nh, k, true, scratch);
+    keep_extreme(s, c, lists.low.get() + at, nl, k, false, w.values, w.kept);
+    keep_extreme(s, c, lists.high.get() + at, nh, k, true, w.values, w.kept);
   }
 }
 
