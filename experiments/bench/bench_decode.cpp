@@ -39,8 +39,8 @@ void bench_model(const std::string& name, const ModelWeights& w, int context, in
   const ModelConfig& c = w.config;
   fmt::print("\n{}: {:.1f} M parameters ({} layers, hidden {}, {}/{} heads, d={}, ffn {}, vocab {}); context {}, "
              "{} rounds x {} decode steps, {} threads\n",
-             name, static_cast<double>(c.parameter_count()) / 1e6, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim,
-             c.intermediate_size, c.vocab_size, context, rounds, steps, threads);
+             name, static_cast<double>(c.parameter_count()) / 1e6, c.num_layers, c.hidden_size, c.num_heads,
+             c.num_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size, context, rounds, steps, threads);
   std::vector<std::string> names;
   std::vector<std::unique_ptr<Compressor>> comps;
   for (const char* spec : {"fp16", "kivi-2bit", "gear-2bit"}) {

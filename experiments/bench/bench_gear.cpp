@@ -117,7 +117,8 @@ int main(int argc, char** argv) {
              floor.bytes() / f.median / 1e9);
   fmt::print("  ratio to the floor, run by run:     median {:.1f}x (min {:.1f}, max {:.1f})\n", r.median, r.min, r.max);
   if (threads == 2)
-    fmt::print("  target <= {:.0f} ms (median, 2 threads): {}\n", kTargetMs, g.median * 1e3 <= kTargetMs ? "met" : "NOT met");
+    fmt::print("  target <= {:.0f} ms (median, 2 threads): {}\n", kTargetMs,
+               g.median * 1e3 <= kTargetMs ? "met" : "NOT met");
   fmt::print("  reconstruction hash: {:016x} (bitwise; equal for every thread count)\n", hash);
   if (!args.has("--no-breakdown")) breakdown(layer, std::min(runs, 5));
   return 0;

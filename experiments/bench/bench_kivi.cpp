@@ -57,8 +57,9 @@ int main(int argc, char** argv) {
   fmt::print("  kivi layer (compress+reconstruct):  {}\n", bench::ms(k, 2));
   fmt::print("  memory floor (copy K,V), same run:  {}  ({:.1f} GB/s read+write at the median)\n", bench::ms(f, 2),
              floor.bytes() / f.median / 1e9);
-  fmt::print("  ratio to the floor, run by run:     median {:.2f}x (min {:.2f}, max {:.2f}){}\n", r.median, r.min, r.max,
-             threads == 2 ? (r.median <= 1.5 ? "; target <= 1.5x: met" : "; target <= 1.5x: NOT met") : "");
+  const char* verdict = r.median <= 1.5 ? "; target <= 1.5x: met" : "; target <= 1.5x: NOT met";
+  fmt::print("  ratio to the floor, run by run:     median {:.2f}x (min {:.2f}, max {:.2f}){}\n", r.median, r.min,
+             r.max, threads == 2 ? verdict : "");
   fmt::print("  compression ratio:                  {:.3f}x ({:.3f} bits/element)\n",
              16.0 * elements / static_cast<double>(bits), static_cast<double>(bits) / elements);
   fmt::print("  reconstruction hash: {:016x} (bitwise; equal for every thread count)\n", hash);

@@ -57,8 +57,9 @@ KVLAB_SIMD_CLONES void project_rows(const float* R, int n, int d, const float* P
 }
 
 // Pt = Aᵀ·R: Pt(j, c) = Σ_i A(i, j)·R(i, c), summed over rows in order from 0
-// (so this pass starts where project_rows ended). Rows stream in groups of four: each Pt chunk is loaded once per group and
-// takes the four rows' terms in row order before it is stored back.
+// (so this pass starts where project_rows ended). Rows stream in groups of
+// four: each Pt chunk is loaded once per group and takes the four rows' terms
+// in row order before it is stored back.
 KVLAB_SIMD_CLONES void accumulate_rows(const float* R, int n, int d, const float* A, int r, float* Pt) {
   std::fill(Pt, Pt + static_cast<std::size_t>(r) * d, 0.0f);
   const int d8 = d / 8 * 8;
