@@ -3,7 +3,8 @@
 //
 // R [n × d], rank r, `loop` iterations: P ∈ R^{d×r} with i.i.d. standard normal
 // entries from the given Rng; repeat `loop` times { A = orth(R·P); P = Rᵀ·A };
-// L = A·Pᵀ. orth is a thin QR (Eigen HouseholderQR, in double). A [n × r] and
+// L = A·Pᵀ. orth is a thin Householder QR in double (own kernel: the same
+// reflectors and signs as Eigen's HouseholderQR). A [n × r] and
 // P [d × r] are stored in FP16: both are rounded with round_to_fp16 before L is
 // formed (unless round_fp16 = false, for tests of the fit itself).
 // The effective rank is min(r, n, d); size = (n + d) · r_eff · 16 bits.
