@@ -10,9 +10,10 @@
 # goes to results/bench/summary.txt, the raw timings of the `kvlab run`
 # figures to results/bench/kvlab_run.csv.
 #
-# Default: about 10-15 minutes on an idle 2-core machine. --full (or
-# KVLAB_BENCH_FULL=1) adds `kvlab run` with every decode step evaluated, on a
-# 4-layer slice and on the whole dump, which takes far longer.
+# Default: under 10 minutes on an idle 2-core machine. --full (or
+# KVLAB_BENCH_FULL=1) adds `kvlab run` with 1 thread (the 2-thread speedup) and
+# with every decode step evaluated, on a 4-layer slice and on the whole dump,
+# which takes far longer.
 # Environment: KVLAB_BENCH_RUNS (N), KVLAB_BENCH_BUILD (build folder),
 # KVLAB_BENCH_DUMP (where the 3.2 GB synthetic dump goes; default in $TMPDIR or
 # /tmp, removed at the end unless KVLAB_BENCH_KEEP_DUMP=1).
@@ -111,6 +112,7 @@ KVLAB=$BUILD/kvlab
 bench() {  # bench COPY CMD...: runs a benchmark binary; output to stdout, the summary and the file COPY
   local copy=$1
   shift
+  say "  command: $*"
   "$@" 2>&1 | tee -a "$SUMMARY" | tee "$copy"
 }
 hash_of() { awk '/reconstruction hash/ { print $3 }' "$1"; }
@@ -139,7 +141,7 @@ run_figure() {  # run_figure FIGURE THREADS EXTRA-ARGS...
 for i in $(seq "$RUNS"); do  # interleaved, so background load hits every figure alike
   run_figure fp16-e512-j2 2 "$i" -c fp16 --eval-every 512
   run_figure kivi-e512-j2 2 "$i" -c kivi-2bit --eval-every 512
-  run_figure kivi-e512-j1 1 "$i" -c kivi-2bit --eval-every 512
+  if [ "$FULL" = 1 ]; then run_figure kivi-e512-j1 1 "$i" -c kivi-2bit --eval-every 512; fi
   run_figure gear-e512-j2 2 "$i" -c gear-2bit --eval-every 512
 done
 say "  command: /usr/bin/time -v $KVLAB run -d $DUMP -j 2 -c kivi-2bit --eval-every 512"
@@ -148,12 +150,16 @@ say "  command: /usr/bin/time -v $KVLAB run -d $DUMP -j 2 -c gear-2bit --eval-ev
 report_run gear-e512-j2 "GEAR-2bit, --eval-every 512, 2 threads"
 say "  baseline in the same run: $KVLAB run -d $DUMP -j 2 -c fp16 --eval-every 512 (read, replay, metrics; no compression)"
 report_run fp16-e512-j2 "fp16, --eval-every 512, 2 threads"
-say "  command: /usr/bin/time -v $KVLAB run -d $DUMP -j 1 -c kivi-2bit --eval-every 512"
-report_run kivi-e512-j1 "KIVI-2bit, --eval-every 512, 1 thread"
-paste -d' ' <(column_of kivi-e512-j1 4) <(column_of kivi-e512-j2 4) | awk '{ print $1 / $2 }' >"$SCRATCH/speedup.txt"
-j1=$(column_of kivi-e512-j1 4 | median)
-j2=$(column_of kivi-e512-j2 4 | median)
-say "  kvlab run -j 2 vs -j 1 (KIVI-2bit, --eval-every 512): $(awk -v a="$j1" -v b="$j2" 'BEGIN { printf "%.2f", a / b }')x from the medians; run by run $(stats 2 x <"$SCRATCH/speedup.txt")"
+if [ "$FULL" = 1 ]; then
+  say "  command: /usr/bin/time -v $KVLAB run -d $DUMP -j 1 -c kivi-2bit --eval-every 512"
+  report_run kivi-e512-j1 "KIVI-2bit, --eval-every 512, 1 thread"
+  paste -d' ' <(column_of kivi-e512-j1 4) <(column_of kivi-e512-j2 4) | awk '{ print $1 / $2 }' >"$SCRATCH/speedup.txt"
+  j1=$(column_of kivi-e512-j1 4 | median)
+  j2=$(column_of kivi-e512-j2 4 | median)
+  say "  kvlab run -j 2 vs -j 1 (KIVI-2bit, --eval-every 512): $(awk -v a="$j1" -v b="$j2" 'BEGIN { printf "%.2f", a / b }')x from the medians; run by run $(stats 2 x <"$SCRATCH/speedup.txt")"
+else
+  say "  kvlab run -j 1 (for the 2-thread speedup): skipped (run with --full)"
+fi
 say "  load average: $(load)"
 say ""
 
