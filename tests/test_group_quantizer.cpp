@@ -13,8 +13,8 @@ using namespace kvlab;
 
 namespace {
 
-// Plain reference: REFERENCE.md's formula, one group at a time, std::nearbyint;
-// masked elements take no part in min/max and reconstruct as 0.
+// Plain reference: the formula of docs/methods.md, one group at a time,
+// std::nearbyint; masked elements take no part in min/max and reconstruct as 0.
 Matrix reference_quantize(const Matrix& x, int bits, QuantAxis axis, int group, const ElementMask* mask = nullptr) {
   Matrix out(x.rows(), x.cols());
   const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());

@@ -403,7 +403,7 @@ void select_outliers(ConstMatrixRef x, const OutlierConfig& cfg, OutlierSet& s) 
   }
   s.entries.reserve(static_cast<std::size_t>(vectors) * 2 * k);
   if (per_token && k == 1) {
-    // The common case (d ≤ 149 at s = 0.02).
+    // The common case (100 ≤ d < 150 at s = 0.02).
     std::vector<int> first_min(static_cast<std::size_t>(n)), last_max(static_cast<std::size_t>(n));
     row_extremes(x.data(), x.outerStride(), n, d, first_min.data(), last_max.data());
     for (int r = 0; r < n; ++r) {
