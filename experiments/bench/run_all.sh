@@ -109,10 +109,11 @@ say ""
 KVLAB=$BUILD/kvlab
 
 # ---- One 7B-shaped layer: KIVI and GEAR -------------------------------------
-bench() {  # bench COPY CMD...: runs a benchmark binary; output to stdout, the summary and the file COPY
+# bench COPY CMD...: runs a benchmark binary (it prints its own command line);
+# output to stdout, the summary and the file COPY.
+bench() {
   local copy=$1
   shift
-  say "  command: $*"
   "$@" 2>&1 | tee -a "$SUMMARY" | tee "$copy"
 }
 hash_of() { awk '/reconstruction hash/ { print $3 }' "$1"; }
