@@ -3,9 +3,12 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <vector>
 
 #include "kvlab/attention/softmax.hpp"
+#include "kvlab/core/rng.hpp"
 #include "kvlab/metrics/attention.hpp"
+#include "kvlab/metrics/attention_kernels.hpp"
 #include "kvlab/metrics/tensor_error.hpp"
 #include "kvlab/replay/replay_options.hpp"
 
@@ -84,4 +87,93 @@ TEST_CASE("evaluation steps: after prefill, every k-th, and the last", "[replay]
   CHECK(evaluation_steps(8, 4) == std::vector<int>{0, 4, 8});
   CHECK(evaluation_steps(5, 0) == std::vector<int>{0, 5});
   CHECK(evaluation_steps(0, 1) == std::vector<int>{0});
+}
+
+namespace {
+// The definitions with a log per position (what compare_attention computed
+// before its log-sum-exp form).
+AttentionError plain_attention(const std::vector<float>& z, const std::vector<float>& z_hat, const Matrix& v,
+                               const Matrix& v_hat, const std::uint8_t* present, double scale) {
+  const int n = static_cast<int>(z.size());
+  std::vector<double> p, q;
+  softmax(z.data(), n, scale, nullptr, p);
+  softmax(z_hat.data(), n, scale, present, q);
+  AttentionError e;
+  double kept = 0;
+  for (int i = 0; i < n; ++i) (present && !present[i] ? e.dropped_mass : kept) += p[i];
+  for (int i = 0; i < n; ++i)
+    if (!(present && !present[i])) e.kl += p[i] / kept * std::log(p[i] / kept / q[i]);
+  for (int i = 0; i < n; ++i)
+    if (q[i] > 0) e.kl_rev += q[i] * std::log(q[i] / p[i]);
+  double diff = 0, norm = 0;
+  for (int c = 0; c < v.cols(); ++c) {
+    double o = 0, oh = 0;
+    for (int i = 0; i < n; ++i) {
+      o += p[i] * v(i, c);
+      oh += q[i] * v_hat(i, c);
+    }
+    diff += (o - oh) * (o - oh);
+    norm += o * o;
+  }
+  e.out_rel = std::sqrt(diff / norm);
+  return e;
+}
+}  // namespace
+
+TEST_CASE("attention metrics agree with the log-per-position definitions to 1e-12", "[metrics]") {
+  Rng rng(21);
+  const int n = 300, d = 16;
+  std::vector<float> z(n), z_hat(n);
+  for (int i = 0; i < n; ++i) {
+    z[i] = static_cast<float>(3 * rng.normal());
+    z_hat[i] = z[i] + static_cast<float>(0.2 * rng.normal());
+  }
+  Matrix v(n, d), v_hat(n, d);
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < d; ++c) {
+      v(i, c) = static_cast<float>(rng.normal());
+      v_hat(i, c) = v(i, c) + static_cast<float>(0.1 * rng.normal());
+    }
+  std::vector<std::uint8_t> present(n, 1);
+  for (int i = 0; i < n; i += 3) present[i] = 0;
+  const std::uint8_t* const masks[] = {nullptr, present.data()};
+  for (const std::uint8_t* mask : masks) {
+    Matrix vh = v_hat;
+    if (mask)
+      for (int i = 0; i < n; ++i)
+        if (!mask[i]) vh.row(i).setZero();
+    const AttentionError want = plain_attention(z, z_hat, v, vh, mask, 0.25);
+    const AttentionError got = compare_attention(z.data(), z_hat.data(), v, vh, mask, 0.25);
+    CHECK(got.kl == Approx(want.kl).epsilon(1e-12));
+    CHECK(got.kl_rev == Approx(want.kl_rev).epsilon(1e-12));
+    CHECK(got.dropped_mass == want.dropped_mass);
+    CHECK(got.out_rel == Approx(want.out_rel).epsilon(1e-12));
+    // One reference compared with two caches, buffers reused: the same numbers.
+    std::vector<double> p(n), o(d);
+    ReferenceAttention ref;
+    ref.tokens = n;
+    ref.logits = z.data();
+    ref.p = p.data();
+    ref.norm = softmax_into(z.data(), n, 0.25, nullptr, p.data());
+    weighted_row_sum(p.data(), v, o.data());
+    ref.o = o.data();
+    for (double x : o) ref.o_norm2 += x * x;
+    AttentionScratch scratch;
+    compare_attention(ref, z.data(), v, nullptr, 0.25, scratch);
+    const AttentionError again = compare_attention(ref, z_hat.data(), vh, mask, 0.25, scratch);
+    CHECK(again.kl == got.kl);
+    CHECK(again.kl_rev == got.kl_rev);
+    CHECK(again.out_rel == got.out_rel);
+  }
+}
+
+TEST_CASE("a probability that underflows to 0 keeps the KLs finite", "[metrics]") {
+  // exp(-800) underflows in double: p̂ of position 1 is 0, but log p̂ is -800.
+  const float z[2] = {0, 0}, z_hat[2] = {0, -800};
+  Matrix v(2, 1);
+  v << 1, 2;
+  const AttentionError e = compare_attention(z, z_hat, v, v, nullptr, 1.0);
+  CHECK(std::isfinite(e.kl));
+  CHECK(e.kl == Approx(0.5 * 800 - std::log(2.0)).epsilon(1e-12));  // ½·log(½/1) + ½·log(½/e^-800)
+  CHECK(e.kl_rev == Approx(std::log(2.0)).epsilon(1e-12));
 }

@@ -13,6 +13,15 @@
 //                  keeps tokens exactly it equals −log(1 − dropped_mass), so
 //                  it reflects dropped mass where kl (renormalised) cannot
 //   dropped_mass = Σ p over absent positions
+//
+// Computation: p and p̂ as softmax() computes them (double, maximum
+// subtracted); o and ô by weighted_row_sum (attention_kernels.hpp). The logs
+// in the KLs come from the log-sum-exp form, log p_i = (s·z_i − max) − log Σ,
+// not from log(p_i): no log per position, and a probability that underflows
+// to 0 keeps its finite logarithm. The recorded side depends only on the dump,
+// so the replay computes it once (ReferenceAttention) and compares any number
+// of compressed caches with it.
+#include <cstdint>
 #include <vector>
 
 #include "kvlab/core/types.hpp"
@@ -34,8 +43,44 @@ struct AttentionError {
   }
 };
 
-// Compares one query head. ref_logits / hat_logits: unscaled q·kᵀ, [n];
-// values / values_hat: [n × d]; present: null = all present.
+// softmax(z·scale) over the present positions in log-sum-exp form:
+// p_i = exp(scale·z_i − max) / Σ, log p_i = (scale·z_i − max) − log_sum.
+struct SoftmaxNorm {
+  double max = 0.0;
+  double log_sum = 0.0;  // −inf when no position is present (p all zero)
+};
+// Writes p [n] (0 at absent positions), exactly as softmax() does.
+SoftmaxNorm softmax_into(const float* logits, int n, double scale, const std::uint8_t* present, double* p);
+
+// The recorded cache's attention for one query head at one position (a view;
+// the storage belongs to whoever computed it).
+struct ReferenceAttention {
+  int tokens = 0;
+  const float* logits = nullptr;  // unscaled q·kᵀ [tokens]
+  const double* p = nullptr;      // softmax [tokens]
+  SoftmaxNorm norm;
+  const double* o = nullptr;      // p·V [d]
+  double o_norm2 = 0.0;           // Σ o_c², in channel order
+};
+
+// Buffers of the compressed side, reused across calls.
+struct AttentionScratch {
+  std::vector<double> p, o;
+};
+
+// The parts of compare_attention, for callers that form ô themselves:
+// kl, kl_rev and dropped_mass (out_rel left 0), writing p̂ [n] into p_hat.
+AttentionError compare_scores(const ReferenceAttention& ref, const float* hat_logits, const std::uint8_t* present,
+                              double scale, double* p_hat);
+// ‖o − ô‖ / ‖o‖ (‖o − ô‖ when o = 0), summed in channel order.
+double output_error(const ReferenceAttention& ref, const double* o_hat, int d);
+
+// Compares one query head of a compressed cache with its reference.
+// hat_logits: unscaled q·K̂ᵀ [n]; values_hat [n × d]; present: null = all present.
+AttentionError compare_attention(const ReferenceAttention& ref, const float* hat_logits, ConstMatrixRef values_hat,
+                                 const std::uint8_t* present, double scale, AttentionScratch& scratch);
+
+// One-off form (tests): computes the reference too.
 AttentionError compare_attention(const float* ref_logits, const float* hat_logits, ConstMatrixRef values,
                                  ConstMatrixRef values_hat, const std::uint8_t* present, double scale);
 
