@@ -9,6 +9,7 @@
 #include "kvlab/core/rng.hpp"
 #include "kvlab/metrics/attention.hpp"
 #include "kvlab/metrics/attention_kernels.hpp"
+#include "kvlab/metrics/softmax_kernels.hpp"
 #include "kvlab/metrics/tensor_error.hpp"
 #include "kvlab/replay/replay_options.hpp"
 
@@ -146,7 +147,7 @@ TEST_CASE("attention metrics agree with the log-per-position definitions to 1e-1
     const AttentionError got = compare_attention(z.data(), z_hat.data(), v, vh, mask, 0.25);
     CHECK(got.kl == Approx(want.kl).epsilon(1e-12));
     CHECK(got.kl_rev == Approx(want.kl_rev).epsilon(1e-12));
-    CHECK(got.dropped_mass == want.dropped_mass);
+    CHECK(got.dropped_mass == Approx(want.dropped_mass).epsilon(1e-14));
     CHECK(got.out_rel == Approx(want.out_rel).epsilon(1e-12));
     // One reference compared with two caches, buffers reused: the same numbers.
     std::vector<double> p(n), o(d);
@@ -176,4 +177,50 @@ TEST_CASE("a probability that underflows to 0 keeps the KLs finite", "[metrics]"
   CHECK(std::isfinite(e.kl));
   CHECK(e.kl == Approx(0.5 * 800 - std::log(2.0)).epsilon(1e-12));  // ½·log(½/1) + ½·log(½/e^-800)
   CHECK(e.kl_rev == Approx(std::log(2.0)).epsilon(1e-12));
+}
+
+TEST_CASE("the lane-wise exp is within 2 ulp of std::exp and exact at 0", "[metrics]") {
+  CHECK(exp_nonpositive(0.0) == 1.0);
+  CHECK(exp_nonpositive(-746.0) == 0.0);
+  CHECK(exp_nonpositive(-1e6) == 0.0);
+  Rng rng(4);
+  for (int i = 0; i < 200000; ++i) {
+    const double x = i < 1000 ? -i * 0.7453 : -std::abs(rng.normal()) * (i % 3 == 0 ? 300.0 : 8.0);
+    const double want = std::exp(x), got = exp_nonpositive(x);
+    INFO("x = " << x);
+    if (want < 2.2250738585072014e-308) {  // subnormal: a rounding of the scaled result
+      REQUIRE(std::abs(got - want) <= 2 * 4.9406564584124654e-324);
+      continue;
+    }
+    REQUIRE(std::abs(got - want) <= 4.5e-16 * want);  // 2 ulp
+  }
+}
+
+TEST_CASE("softmax_into agrees with softmax() to 1e-15 and sums present positions only", "[metrics]") {
+  Rng rng(6);
+  for (const int n : {1, 5, 8, 13, 64, 301}) {
+    std::vector<float> z(static_cast<std::size_t>(n));
+    for (float& x : z) x = static_cast<float>(5 * rng.normal());
+    std::vector<std::uint8_t> present(static_cast<std::size_t>(n), 1);
+    for (int i = 1; i < n; i += 3) present[static_cast<std::size_t>(i)] = 0;
+    for (const std::uint8_t* mask : {static_cast<const std::uint8_t*>(nullptr),
+                                     static_cast<const std::uint8_t*>(present.data())}) {
+      std::vector<double> want, got(static_cast<std::size_t>(n), -1.0);
+      softmax(z.data(), n, 0.125, mask, want);
+      const SoftmaxNorm norm = softmax_into(z.data(), n, 0.125, mask, got.data());
+      double sum = 0;
+      for (int i = 0; i < n; ++i) {
+        CHECK(got[i] == Approx(want[i]).epsilon(1e-15).margin(1e-300));
+        if (mask && !mask[i]) CHECK(got[i] == 0.0);
+        sum += got[i];
+      }
+      CHECK(sum == Approx(1.0).epsilon(1e-14));
+      CHECK(std::isfinite(norm.log_sum));
+    }
+  }
+  std::vector<std::uint8_t> none(3, 0);
+  std::vector<double> p(3, 1.0);
+  const float z[3] = {1, 2, 3};
+  CHECK(std::isinf(softmax_into(z, 3, 1.0, none.data(), p.data()).log_sum));
+  CHECK((p[0] == 0.0 && p[1] == 0.0 && p[2] == 0.0));
 }

@@ -14,17 +14,20 @@
 //                  it reflects dropped mass where kl (renormalised) cannot
 //   dropped_mass = Σ p over absent positions
 //
-// Computation: p and p̂ as softmax() computes them (double, maximum
-// subtracted); o and ô by weighted_row_sum (attention_kernels.hpp). The logs
-// in the KLs come from the log-sum-exp form, log p_i = (s·z_i − max) − log Σ,
-// not from log(p_i): no log per position, and a probability that underflows
-// to 0 keeps its finite logarithm. The recorded side depends only on the dump,
+// Computation, all in double with a fixed order of operations (so a result
+// does not depend on the CPU, the thread or how steps were batched): p and p̂
+// by softmax_into (maximum subtracted, a lane-wise exp within 2 ulp),
+// o and ô by weighted_row_sum (attention_kernels.hpp). The logs in the KLs
+// come from the log-sum-exp form, log p_i = (s·z_i − max) − log Σ, not from
+// log(p_i): no log per position, and a probability that underflows to 0 keeps
+// its finite logarithm. The recorded side depends only on the dump,
 // so the replay computes it once (ReferenceAttention) and compares any number
 // of compressed caches with it.
 #include <cstdint>
 #include <vector>
 
 #include "kvlab/core/types.hpp"
+#include "kvlab/metrics/softmax_kernels.hpp"
 
 namespace kvlab {
 
@@ -42,15 +45,6 @@ struct AttentionError {
     return *this;
   }
 };
-
-// softmax(z·scale) over the present positions in log-sum-exp form:
-// p_i = exp(scale·z_i − max) / Σ, log p_i = (scale·z_i − max) − log_sum.
-struct SoftmaxNorm {
-  double max = 0.0;
-  double log_sum = 0.0;  // −inf when no position is present (p all zero)
-};
-// Writes p [n] (0 at absent positions), exactly as softmax() does.
-SoftmaxNorm softmax_into(const float* logits, int n, double scale, const std::uint8_t* present, double* p);
 
 // The recorded cache's attention for one query head at one position (a view;
 // the storage belongs to whoever computed it).

@@ -4,11 +4,11 @@
 #include <cstring>
 #include <vector>
 
-// Bit-identical results on every clone need a·b + c rounded twice, as the
-// baseline (SSE2) build does: the AVX-512 clone would otherwise fuse them.
+// Bit-identical results on every CPU need a·b + c rounded twice, as the
+// baseline (SSE2) build does: the AVX-512 variants would otherwise fuse them.
 #pragma GCC optimize("fp-contract=off")
-// The vector helpers are inlined into the clones and never cross a call, so
-// the psABI note about passing 32-byte vectors without AVX is moot.
+// The vector helpers are inlined into the kernels and never cross a call, so
+// the psABI note about passing wide vectors without AVX is moot.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace kvlab {
@@ -16,29 +16,35 @@ namespace kvlab {
 namespace {
 
 // GCC vector extensions: lane-wise IEEE arithmetic, the same on every ISA.
+// Each kernel is a template over the vector width, instantiated for AVX-512
+// (64-byte vectors) and for AVX2/SSE2 (32-byte vectors, cloned); a lane is
+// one output element, so the width never changes an element's operations.
 using f8v = float __attribute__((vector_size(32)));
+using f16v = float __attribute__((vector_size(64)));
 using d4v = double __attribute__((vector_size(32)));
-using f4v = float __attribute__((vector_size(16)));
+using d8v = double __attribute__((vector_size(64)));
 
-#define KVLAB_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
 #define KVLAB_INLINE __attribute__((always_inline)) inline
+#define KVLAB_AVX512 __attribute__((target("avx512f")))
+#define KVLAB_AVX2 __attribute__((target_clones("avx2", "default")))
 
-KVLAB_INLINE f8v load8(const float* p) {
-  f8v v;
+template <class V>
+constexpr int lanes_of = static_cast<int>(sizeof(V) / sizeof(V{}[0]));
+
+template <class V, class T>
+KVLAB_INLINE V load(const T* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-KVLAB_INLINE void store8(float* p, f8v v) { std::memcpy(p, &v, sizeof v); }
-KVLAB_INLINE d4v load4(const double* p) {
-  d4v v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
+template <class V, class T>
+KVLAB_INLINE void store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof v);
 }
-KVLAB_INLINE void store4(double* p, d4v v) { std::memcpy(p, &v, sizeof v); }
-KVLAB_INLINE d4v load4_as_double(const float* p) {
-  f4v v;
-  std::memcpy(&v, p, sizeof v);
-  return __builtin_convertvector(v, d4v);
+
+bool has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
 }
 
 float dot_plain(const float* q, const float* k, int d) {
@@ -49,105 +55,151 @@ float dot_plain(const float* q, const float* k, int d) {
 
 // Many queries: the lanes are 16 queries (q transposed into qt [d × 16]),
 // two rows at a time.
-KVLAB_KERNEL void dot_many_queries(const float* qt, int lanes, const float* k, int rows, std::ptrdiff_t ldk, int d,
-                                   float* out, std::ptrdiff_t ldo) {
-  int i = 0;
-  for (; i + 2 <= rows; i += 2) {
-    const float* k0 = k + i * ldk;
-    const float* k1 = k0 + ldk;
-    f8v a0 = {}, a1 = {}, b0 = {}, b1 = {};
-    for (int c = 0; c < d; ++c) {
-      const f8v q0 = load8(qt + c * 16), q1 = load8(qt + c * 16 + 8);
-      const f8v x = k0[c] - f8v{}, y = k1[c] - f8v{};
-      a0 += q0 * x;
-      a1 += q1 * x;
-      b0 += q0 * y;
-      b1 += q1 * y;
-    }
-    float la[16], lb[16];
-    store8(la, a0);
-    store8(la + 8, a1);
-    store8(lb, b0);
-    store8(lb + 8, b1);
-    for (int j = 0; j < lanes; ++j) {
-      out[j * ldo + i] = la[j];
-      out[j * ldo + i + 1] = lb[j];
+template <class FV>
+KVLAB_INLINE void dot_many_t(const float* qt, int lanes, const float* k, int rows, std::ptrdiff_t ldk, int d,
+                             float* out, std::ptrdiff_t ldo) {
+  constexpr int W = lanes_of<FV>, N = 16 / W, R = 4;  // R rows per pass share each load of qt
+  for (int i = 0; i < rows; i += R) {
+    const int n = std::min(R, rows - i);
+    const float* kr[R];
+    for (int r = 0; r < R; ++r) kr[r] = k + (i + std::min(r, n - 1)) * ldk;
+    FV a[R][N] = {};
+    for (int c = 0; c < d; ++c)
+      for (int v = 0; v < N; ++v) {
+        const FV qv = load<FV>(qt + c * 16 + v * W);
+        for (int r = 0; r < R; ++r) a[r][v] += qv * (kr[r][c] - FV{});
+      }
+    for (int r = 0; r < n; ++r) {
+      float l[16];
+      for (int v = 0; v < N; ++v) store(l + v * W, a[r][v]);
+      for (int j = 0; j < lanes; ++j) out[j * ldo + i + r] = l[j];
     }
   }
-  for (; i < rows; ++i) {
-    const float* k0 = k + i * ldk;
-    f8v a0 = {}, a1 = {};
-    for (int c = 0; c < d; ++c) {
-      const f8v x = k0[c] - f8v{};
-      a0 += load8(qt + c * 16) * x;
-      a1 += load8(qt + c * 16 + 8) * x;
-    }
-    float la[16];
-    store8(la, a0);
-    store8(la + 8, a1);
-    for (int j = 0; j < lanes; ++j) out[j * ldo + i] = la[j];
-  }
+}
+KVLAB_AVX512 void dot_many_512(const float* qt, int lanes, const float* k, int rows, std::ptrdiff_t ldk, int d,
+                               float* out, std::ptrdiff_t ldo) {
+  dot_many_t<f16v>(qt, lanes, k, rows, ldk, d, out, ldo);
+}
+KVLAB_AVX2 void dot_many_256(const float* qt, int lanes, const float* k, int rows, std::ptrdiff_t ldk, int d,
+                             float* out, std::ptrdiff_t ldo) {
+  dot_many_t<f8v>(qt, lanes, k, rows, ldk, d, out, ldo);
 }
 
 // Few queries: the lanes are 8 rows (k transposed into kt [d × 8]).
-KVLAB_KERNEL void dot_few_queries(const float* q, int m, std::ptrdiff_t ldq, const float* kt, int d, float* out,
-                                  std::ptrdiff_t ldo) {
+KVLAB_AVX2 void dot_few(const float* q, int m, std::ptrdiff_t ldq, const float* kt, int d, float* out,
+                        std::ptrdiff_t ldo) {
   for (int j = 0; j < m; ++j) {
     const float* qj = q + j * ldq;
     f8v acc = {};
-    for (int c = 0; c < d; ++c) acc += (qj[c] - f8v{}) * load8(kt + c * 8);
-    float l[8];
-    store8(l, acc);
-    std::memcpy(out + j * ldo, l, sizeof l);
+    for (int c = 0; c < d; ++c) acc += (qj[c] - f8v{}) * load<f8v>(kt + c * 8);
+    store(out + j * ldo, acc);
   }
 }
 
-// R rows of p against one column tile of 8 doubles (two vectors per row).
-template <int R>
-KVLAB_INLINE void weighted_tile(const double* p, std::ptrdiff_t ldp, const double* vd, int rows, int c0,
-                                double* part, std::ptrdiff_t ldpart) {
-  d4v a[R][2];
+template <class DV>
+struct FloatsOf;  // the float vector with as many lanes as DV
+template <>
+struct FloatsOf<d4v> {
+  using type = float __attribute__((vector_size(16)));
+};
+template <>
+struct FloatsOf<d8v> {
+  using type = f8v;
+};
+
+// One row of p: tiles of four vectors of columns read straight from the
+// float rows (no conversion pass for a single row). Returns the first column
+// not covered.
+template <class DV>
+KVLAB_INLINE int weighted_one_t(const double* p, const float* v, int rows, std::ptrdiff_t ldv, int d,
+                                double* part) {
+  constexpr int W = lanes_of<DV>;
+  using FV = typename FloatsOf<DV>::type;
+  int c0 = 0;
+  for (; c0 + 4 * W <= d; c0 += 4 * W) {
+    DV a[4];
+    for (int t = 0; t < 4; ++t) a[t] = load<DV>(part + c0 + t * W);
+    for (int i = 0; i < rows; ++i) {
+      const DV w = p[i] - DV{};
+      for (int t = 0; t < 4; ++t) a[t] += w * __builtin_convertvector(load<FV>(v + i * ldv + c0 + t * W), DV);
+    }
+    for (int t = 0; t < 4; ++t) store(part + c0 + t * W, a[t]);
+  }
+  return c0;
+}
+KVLAB_AVX512 int weighted_one_512(const double* p, const float* v, int rows, std::ptrdiff_t ldv, int d,
+                                  double* part) {
+  return weighted_one_t<d8v>(p, v, rows, ldv, d, part);
+}
+KVLAB_AVX2 int weighted_one_256(const double* p, const float* v, int rows, std::ptrdiff_t ldv, int d, double* part) {
+  return weighted_one_t<d4v>(p, v, rows, ldv, d, part);
+}
+
+// R rows of p against a tile of two vectors of columns from c0 of the block
+// held in double (vd, row stride ldvd).
+template <class DV, int R>
+KVLAB_INLINE void weighted_tile(const double* p, std::ptrdiff_t ldp, const double* vd, std::ptrdiff_t ldvd, int rows,
+                                int c0, double* part, std::ptrdiff_t ldpart) {
+  constexpr int W = lanes_of<DV>;
+  DV a[R][2];
   for (int r = 0; r < R; ++r) {
-    a[r][0] = load4(part + r * ldpart + c0);
-    a[r][1] = load4(part + r * ldpart + c0 + 4);
+    a[r][0] = load<DV>(part + r * ldpart + c0);
+    a[r][1] = load<DV>(part + r * ldpart + c0 + W);
   }
   for (int i = 0; i < rows; ++i) {
-    const d4v v0 = load4(vd + i * 8), v1 = load4(vd + i * 8 + 4);
+    const DV v0 = load<DV>(vd + i * ldvd + c0), v1 = load<DV>(vd + i * ldvd + c0 + W);
     for (int r = 0; r < R; ++r) {
-      const d4v w = p[r * ldp + i] - d4v{};
+      const DV w = p[r * ldp + i] - DV{};
       a[r][0] += w * v0;
       a[r][1] += w * v1;
     }
   }
   for (int r = 0; r < R; ++r) {
-    store4(part + r * ldpart + c0, a[r][0]);
-    store4(part + r * ldpart + c0 + 4, a[r][1]);
+    store(part + r * ldpart + c0, a[r][0]);
+    store(part + r * ldpart + c0 + W, a[r][1]);
   }
 }
 
-// One row of p, a tile of 16 columns read straight from the float rows.
-KVLAB_KERNEL void weighted_one(const double* p, const float* v, int rows, std::ptrdiff_t ldv, int c0, double* part) {
-  d4v a0 = load4(part + c0), a1 = load4(part + c0 + 4), a2 = load4(part + c0 + 8), a3 = load4(part + c0 + 12);
+// Returns the first column not covered by whole tiles.
+template <class DV>
+KVLAB_INLINE int weighted_tiles_t(const double* p, int m, std::ptrdiff_t ldp, const double* vd, std::ptrdiff_t ldvd,
+                                  int rows, int d, double* part, std::ptrdiff_t ldpart) {
+  constexpr int T = 2 * lanes_of<DV>;
+  int c0 = 0;
+  for (; c0 + T <= d; c0 += T) {
+    // As many rows of p per pass as the registers hold (32 vector registers with AVX-512, 16 without).
+    constexpr int R = lanes_of<DV> == 8 ? 8 : 4;
+    int r = 0;
+    for (; r + R <= m; r += R)
+      weighted_tile<DV, R>(p + r * ldp, ldp, vd, ldvd, rows, c0, part + r * ldpart, ldpart);
+    for (; r < m; ++r) weighted_tile<DV, 1>(p + r * ldp, ldp, vd, ldvd, rows, c0, part + r * ldpart, ldpart);
+  }
+  return c0;
+}
+KVLAB_AVX512 int weighted_tiles_512(const double* p, int m, std::ptrdiff_t ldp, const double* vd,
+                                    std::ptrdiff_t ldvd, int rows, int d, double* part, std::ptrdiff_t ldpart) {
+  return weighted_tiles_t<d8v>(p, m, ldp, vd, ldvd, rows, d, part, ldpart);
+}
+KVLAB_AVX2 int weighted_tiles_256(const double* p, int m, std::ptrdiff_t ldp, const double* vd, std::ptrdiff_t ldvd,
+                                  int rows, int d, double* part, std::ptrdiff_t ldpart) {
+  return weighted_tiles_t<d4v>(p, m, ldp, vd, ldvd, rows, d, part, ldpart);
+}
+
+template <class DV>
+KVLAB_INLINE void to_double_t(const float* v, int rows, std::ptrdiff_t ldv, int d, double* out) {
+  constexpr int W = lanes_of<DV>;
+  using FV = typename FloatsOf<DV>::type;
   for (int i = 0; i < rows; ++i) {
-    const d4v w = p[i] - d4v{};
-    const float* vi = v + i * ldv + c0;
-    a0 += w * load4_as_double(vi);
-    a1 += w * load4_as_double(vi + 4);
-    a2 += w * load4_as_double(vi + 8);
-    a3 += w * load4_as_double(vi + 12);
+    int c = 0;
+    for (; c + W <= d; c += W) store(out + i * d + c, __builtin_convertvector(load<FV>(v + i * ldv + c), DV));
+    for (; c < d; ++c) out[i * d + c] = static_cast<double>(v[i * ldv + c]);
   }
-  store4(part + c0, a0);
-  store4(part + c0 + 4, a1);
-  store4(part + c0 + 8, a2);
-  store4(part + c0 + 12, a3);
 }
-
-// vd: the column tile c0 .. c0+7 of the block in double, [rows × 8].
-KVLAB_KERNEL void weighted_tiles(const double* p, int m, std::ptrdiff_t ldp, const double* vd, int rows, int c0,
-                                 double* part, std::ptrdiff_t ldpart) {
-  int r = 0;
-  for (; r + 4 <= m; r += 4) weighted_tile<4>(p + r * ldp, ldp, vd, rows, c0, part + r * ldpart, ldpart);
-  for (; r < m; ++r) weighted_tile<1>(p + r * ldp, ldp, vd, rows, c0, part + r * ldpart, ldpart);
+KVLAB_AVX512 void to_double_512(const float* v, int rows, std::ptrdiff_t ldv, int d, double* out) {
+  to_double_t<d8v>(v, rows, ldv, d, out);
+}
+KVLAB_AVX2 void to_double_256(const float* v, int rows, std::ptrdiff_t ldv, int d, double* out) {
+  to_double_t<d4v>(v, rows, ldv, d, out);
 }
 
 }  // namespace
@@ -162,7 +214,10 @@ void dot_logits(const float* q, int m, std::ptrdiff_t ldq, const float* k, int r
       std::fill(t.begin(), t.end(), 0.0f);
       for (int j = 0; j < lanes; ++j)
         for (int c = 0; c < d; ++c) t[static_cast<std::size_t>(c * 16 + j)] = q[(j0 + j) * ldq + c];
-      dot_many_queries(t.data(), lanes, k, rows, ldk, d, out + j0 * ldo, ldo);
+      if (has_avx512())
+        dot_many_512(t.data(), lanes, k, rows, ldk, d, out + j0 * ldo, ldo);
+      else
+        dot_many_256(t.data(), lanes, k, rows, ldk, d, out + j0 * ldo, ldo);
     }
     return;
   }
@@ -171,7 +226,7 @@ void dot_logits(const float* q, int m, std::ptrdiff_t ldq, const float* k, int r
   for (; i + 8 <= rows; i += 8) {
     for (int r = 0; r < 8; ++r)
       for (int c = 0; c < d; ++c) t[static_cast<std::size_t>(c * 8 + r)] = k[(i + r) * ldk + c];
-    dot_few_queries(q, m, ldq, t.data(), d, out + i, ldo);
+    dot_few(q, m, ldq, t.data(), d, out + i, ldo);
   }
   for (; i < rows; ++i)
     for (int j = 0; j < m; ++j) out[j * ldo + i] = dot_plain(q + j * ldq, k + i * ldk, d);
@@ -179,26 +234,25 @@ void dot_logits(const float* q, int m, std::ptrdiff_t ldq, const float* k, int r
 
 void add_weighted_rows(const double* p, int m, std::ptrdiff_t ldp, const float* v, int rows, std::ptrdiff_t ldv,
                        int d, double* part, std::ptrdiff_t ldpart) {
-  int c0 = 0;
-  if (m < 4) {  // few rows of p: no conversion pass
-    for (; c0 + 16 <= d; c0 += 16)
-      for (int r = 0; r < m; ++r) weighted_one(p + r * ldp, v, rows, ldv, c0, part + r * ldpart);
-    for (int r = 0; r < m; ++r)
+  const bool wide = has_avx512();
+  if (m < 4) {  // few rows of p: convert as they are read
+    for (int r = 0; r < m; ++r) {
+      double* out = part + r * ldpart;
+      const double* pr = p + r * ldp;
+      const int c0 = (wide ? weighted_one_512 : weighted_one_256)(pr, v, rows, ldv, d, out);
       for (int i = 0; i < rows; ++i)
-        for (int c = c0; c < d; ++c) part[r * ldpart + c] += p[r * ldp + i] * static_cast<double>(v[i * ldv + c]);
+        for (int c = c0; c < d; ++c) out[c] += pr[i] * static_cast<double>(v[i * ldv + c]);
+    }
     return;
   }
-  // Many rows of p: each column tile converted to double once for all of them.
+  // Many rows of p: the block converted to double once for all of them.
   thread_local std::vector<double> vd;
-  vd.resize(static_cast<std::size_t>(kWeightedRowBlock) * 8);
-  for (; c0 + 8 <= d; c0 += 8) {
-    for (int i = 0; i < rows; ++i)
-      for (int c = 0; c < 8; ++c) vd[static_cast<std::size_t>(i * 8 + c)] = static_cast<double>(v[i * ldv + c0 + c]);
-    weighted_tiles(p, m, ldp, vd.data(), rows, c0, part, ldpart);
-  }
+  vd.resize(static_cast<std::size_t>(kWeightedRowBlock) * static_cast<std::size_t>(d));
+  (wide ? to_double_512 : to_double_256)(v, rows, ldv, d, vd.data());
+  const int c0 = (wide ? weighted_tiles_512 : weighted_tiles_256)(p, m, ldp, vd.data(), d, rows, d, part, ldpart);
   for (int r = 0; r < m; ++r)
     for (int i = 0; i < rows; ++i)
-      for (int c = c0; c < d; ++c) part[r * ldpart + c] += p[r * ldp + i] * static_cast<double>(v[i * ldv + c]);
+      for (int c = c0; c < d; ++c) part[r * ldpart + c] += p[r * ldp + i] * vd[static_cast<std::size_t>(i * d + c)];
 }
 
 void weighted_row_sum(const double* p, ConstMatrixRef values, double* out) {
