@@ -94,7 +94,9 @@ class CacheReader {
   // Attention logits q·K̂ᵀ (unscaled) for queries q [m × d] over positions
   // [0, size()) into out [m × size()]; values at absent positions are ignored
   // by the caller. Methods that store no reconstructible keys (QJL) override
-  // this with their score estimator.
+  // this with their score estimator and return false from
+  // keys_reconstructible(). While keys are reconstructible the logits are
+  // q·K̂ᵀ of view(): the replay computes them from the view itself.
   virtual void key_logits(ConstMatrixRef q, MatrixRef out) const;
   virtual bool keys_reconstructible() const { return true; }
 
