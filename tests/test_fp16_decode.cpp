@@ -16,7 +16,7 @@ TEST_CASE("decode_half matches the scalar conversion for every pattern", "[io][f
   for (std::size_t i = 0; i < bits.size(); ++i) bits[i] = static_cast<std::uint16_t>(i * 40503u);
   for (const int threads : {1, 2}) {
     std::vector<float> out(bits.size(), -1.0f);
-    decode_half(bits.data(), out.data(), bits.size(), threads);
+    CHECK_FALSE(decode_half(bits.data(), out.data(), bits.size(), threads));  // Inf and NaN patterns among them
     for (std::size_t i = 0; i < bits.size(); ++i) {
       const float want = half_bits_to_float(bits[i]);
       if (std::isnan(want)) {
@@ -28,6 +28,21 @@ TEST_CASE("decode_half matches the scalar conversion for every pattern", "[io][f
     }
   }
   std::vector<float> none(1, 7.0f);
-  decode_half(bits.data(), none.data(), 0, 2);
+  CHECK(decode_half(bits.data(), none.data(), 0, 2));
   CHECK(none[0] == 7.0f);
+}
+
+TEST_CASE("decode_half reports a non-finite value wherever it is", "[io][fp16]") {
+  std::vector<std::uint16_t> bits(200000, 0x3C00);  // 1.0
+  std::vector<float> out(bits.size());
+  CHECK(decode_half(bits.data(), out.data(), bits.size(), 2));
+  for (const std::size_t at : {std::size_t{0}, std::size_t{7}, std::size_t{65536}, bits.size() - 1})
+    for (const std::uint16_t bad : {std::uint16_t{0x7C00}, std::uint16_t{0xFC00}, std::uint16_t{0x7E01}}) {
+      bits[at] = bad;
+      CHECK_FALSE(decode_half(bits.data(), out.data(), bits.size(), 2));
+      CHECK_FALSE(decode_half(bits.data() + at, out.data(), 1, 1));
+      bits[at] = 0x3C00;
+    }
+  bits[5] = 0x7BFF;  // the largest finite half
+  CHECK(decode_half(bits.data(), out.data(), bits.size(), 1));
 }

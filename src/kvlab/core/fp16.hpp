@@ -21,7 +21,7 @@ inline float round_to_fp16(float x) { return static_cast<float>(Eigen::half(x));
 
 // dst[i] = half_bits_to_float(src[i]) for n values (the conversion is exact),
 // with the CPU's F16C instructions where it has them and `threads` OpenMP
-// threads for large n.
-void decode_half(const std::uint16_t* src, float* dst, std::size_t n, int threads = 1);
+// threads for large n. Returns true when every value is finite (no Inf/NaN).
+bool decode_half(const std::uint16_t* src, float* dst, std::size_t n, int threads = 1);
 
 }  // namespace kvlab
