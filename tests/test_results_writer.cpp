@@ -120,6 +120,12 @@ TEST_CASE("every results file has unique column names, with parameters and a mod
   const auto summary = result_table("summary.csv").header(layout);
   CHECK(std::count(summary.begin(), summary.end(), "decode_steps") == 1);
   CHECK(std::count(summary.begin(), summary.end(), "decode_loop_steps") == 1);
+  // The columns the model in the loop added later (shared-context steps, K/V check; seed per decode row).
+  for (const char* name : {"decode_shared_steps", "decode_kv_rel_max", "decode_first_divergence", "decode_bits_per_element"})
+    CHECK(std::count(summary.begin(), summary.end(), name) == 1);
+  const auto decode = result_table("decode_steps.csv").header(layout);
+  for (const char* name : {"seed", "shared_context", "step", "attn_rel_layer2"})
+    CHECK(std::count(decode.begin(), decode.end(), name) == 1);
 }
 
 TEST_CASE("rows have as many cells as the header, for ok and failed jobs", "[results]") {

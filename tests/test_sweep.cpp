@@ -62,7 +62,7 @@ replay: {eval_every: 4, layers: [1]}
   CHECK(plan.config.replay.eval_every == 4);
   CHECK(plan.config.replay.layers == std::vector<int>{1});
   CHECK(plan.out_dir == "results/t");
-  CHECK(plan.param_columns == std::vector<std::string>{"bits", "group", "residual"});
+  CHECK(plan.param_columns == std::vector<std::string>{"bits", "group", "residual", "rotation"});
 }
 
 TEST_CASE("include pulls in shared settings and fields here override them", "[sweep]") {

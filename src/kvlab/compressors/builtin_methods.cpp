@@ -18,13 +18,28 @@
   X(streaming)                   \
   X(snapkv)                      \
   X(pyramidkv)                   \
+  X(tova)                        \
+  X(knorm)                       \
+  X(keydiff)                     \
+  X(lagkv)                       \
+  X(expected_attention)          \
+  X(chunkkv)                     \
+  X(think)                       \
+  X(leverage)                    \
+  X(random)                      \
+  X(adakv)                       \
+  X(criticalkv)                  \
   X(qjl)                         \
   X(gear)                        \
   X(gear_l)                      \
   X(outlier_quant)               \
   X(gear_kcvt)                   \
   X(gear_l_kcvt)                 \
-  X(kvquant)
+  X(kvquant)                     \
+  X(turboquant)                  \
+  X(polarquant)                  \
+  X(mikv)                        \
+  X(skvq)
 
 namespace kvlab {
 

@@ -51,10 +51,17 @@ struct ParamSpec {
   double max = std::numeric_limits<double>::infinity();
   std::vector<std::string> choices = {};  // for Choice
   ParamCondition applies = {};            // always, unless set with only_when
+  // Left out of the canonical spec while at its default: a parameter added to
+  // an existing method (e.g. `rotation` on kivi) keeps earlier specs unchanged.
+  bool omit_default = false;
 
   std::string range_text() const;  // "[1, 8]", "token|channel", ...
   ParamSpec only_when(ParamCondition c) && {
     applies = std::move(c);
+    return std::move(*this);
+  }
+  ParamSpec omitted_at_default() && {
+    omit_default = true;
     return std::move(*this);
   }
 };

@@ -105,7 +105,8 @@ ResolvedSpec Registry::resolve_text(const SpecText& text, const std::string& whe
   }
   SpecText canonical{method.name, {}};
   for (const auto& p : method.params)
-    if (!inapplicable.count(p.name) && (p.type != ParamType::Spec || !values[p.name].empty()))
+    if (!inapplicable.count(p.name) && (p.type != ParamType::Spec || !values[p.name].empty()) &&
+        !(p.omit_default && values[p.name] == p.default_value))
       canonical.params.emplace_back(p.name, values[p.name]);
   return ResolvedSpec{&method, ParamValues(std::move(values), std::move(inapplicable)), format_spec_text(canonical)};
 }

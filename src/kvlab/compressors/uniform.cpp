@@ -1,6 +1,7 @@
-// uniform: group quantization of K and V on the same axis (FlexGen/Atom-style).
+// uniform: group quantization of K and V on the same axis (FlexGen/Atom-style),
+// optionally in a rotated basis (rotated_codec.hpp, docs/methods/rotation.md).
 #include "kvlab/compressors/registry.hpp"
-#include "kvlab/compressors/stream_compressor.hpp"
+#include "kvlab/compressors/rotated_codec.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/compressors/quant_codec.hpp"
 
@@ -28,11 +29,12 @@ MethodInfo uniform() {
             0, 0, {"token", "channel"}},
            ParamSpec{"buffer", ParamType::Int, "64", "decode tokens kept FP16 before a whole-axis per-channel segment",
                      1, 65536}
-               .only_when(all_of({when_equals("axis", {"channel"}), when_zero("group")}))},
+               .only_when(all_of({when_equals("axis", {"channel"}), when_zero("group")})),
+           rotation_param()},
           [](const ParamValues& p, const Registry&) -> std::unique_ptr<Compressor> {
             const QuantConfig q{p.get_int("bits"), parse_quant_axis(p.get_choice("axis")), p.get_int("group")};
             const StreamSpec s{std::make_shared<QuantCodec>(q), policy_for(q, p.get_int("buffer"))};
-            return std::make_unique<StreamCompressor>(s, s);
+            return make_stream_compressor(s, s, parse_rotation_kind(p.get_choice("rotation")));
           }};
 }
 

@@ -189,11 +189,11 @@ LayerData DumpReader::read_layer(int layer, bool with_queries, int max_tokens, i
 
 std::vector<std::int64_t> DumpReader::read_tokens() const {
   const DumpInfo& info = impl_->info;
-  if (!info.has_tokens) fail("{}: missing dataset /tokens (the dump records no token ids)", info.path);
+  if (!info.has_tokens) fail_file("{}: missing dataset /tokens (the dump records no token ids)", info.path);
   DatasetHandle ds = impl_->open_dataset("/tokens");
   std::vector<std::int64_t> tokens(static_cast<std::size_t>(info.seq_len));
   if (H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data()) < 0)
-    fail("{}: /tokens: read failed, file truncated or corrupt ({})", info.path, last_hdf5_error());
+    fail_file("{}: /tokens: read failed, file truncated or corrupt ({})", info.path, last_hdf5_error());
   return tokens;
 }
 

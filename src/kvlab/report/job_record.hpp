@@ -34,6 +34,7 @@ struct JobTiming {
 struct JobRecord {
   JobIdentity identity;
   std::string error;  // empty: the job succeeded
+  bool file_error = false;  // the error is about a file (kvlab::FileError), not the job's spec or settings
   JobResult result;   // per-block results (layers.csv)
   JobSummary summary;
   std::vector<StepSummary> steps;

@@ -140,21 +140,27 @@ ResultTable summary_table() {
   model("decode_mode", FieldType::String, "teacher (recorded tokens fed) or free (each run feeds its own argmax)",
         [](const D& d) { return text(d.free_running ? "free" : "teacher"); });
   model("decode_loop_steps", FieldType::Int, "decode steps the model ran in the loop", [](const D& d) { return integer(static_cast<std::int64_t>(d.steps.size())); });
-  model("decode_mean_kl", FieldType::Float, "mean over steps of KL(p_ref ‖ p_comp) of next-token distributions (nats)",
+  model("decode_shared_steps", FieldType::Int, "steps the summary means are over: all (teacher), or those before the first divergence (free)",
+        [](const D& d) { return integer(d.shared_steps); });
+  model("decode_mean_kl", FieldType::Float, "mean over those steps of KL(p_ref ‖ p_comp) of next-token distributions (nats)",
         [](const D& d) { return num(d.mean_kl); });
-  model("decode_max_kl", FieldType::Float, "max over steps of that KL (nats)", [](const D& d) { return num(d.max_kl); });
-  model("decode_top1", FieldType::Float, "fraction of steps whose argmax agrees", [](const D& d) { return num(d.top1_agreement); });
-  model("decode_hidden_rel_mean", FieldType::Float, "mean ‖h_comp − h_ref‖/‖h_ref‖ of the final-norm hidden state",
+  model("decode_max_kl", FieldType::Float, "max over those steps of that KL (nats)", [](const D& d) { return num(d.max_kl); });
+  model("decode_top1", FieldType::Float, "fraction of those steps whose argmax agrees", [](const D& d) { return num(d.top1_agreement); });
+  model("decode_hidden_rel_mean", FieldType::Float, "mean over those steps of ‖h_comp − h_ref‖/‖h_ref‖ of the final-norm hidden state",
         [](const D& d) { return num(d.mean_hidden_rel); });
   model("decode_hidden_rel_final", FieldType::Float, "that error at the last step", [](const D& d) { return num(d.final_hidden_rel); });
   model("decode_ppl_ratio", FieldType::Float, "perplexity of the recorded tokens, compressed / reference (teacher mode)",
         [](const D& d) { return num(d.ppl_ratio); });
   model("decode_first_divergence", FieldType::Int, "free mode: first step whose generated tokens differ (−1: never)",
         [](const D& d) { return d.free_running ? integer(d.first_divergence) : FieldValue{}; });
-  model("decode_match_rate", FieldType::Float, "free mode: fraction of steps with equal generated tokens",
+  model("decode_match_rate", FieldType::Float, "free mode: fraction of all steps with equal generated tokens",
         [](const D& d) { return num(d.token_match_rate); });
   model("decode_compression_ratio", FieldType::Float, "FP16 bits / compressed bits of the model's whole cache at the last step",
         [](const D& d) { return num(d.compression_ratio); });
+  model("decode_bits_per_element", FieldType::Float, "compressed bits per cached element (16 / ratio), mean over all decode steps: the size as the run saw it, not only at the end",
+        [](const D& d) { return num(d.mean_bits_per_element); });
+  model("decode_kv_rel_max", FieldType::Float, "the reference's keys/values vs the dump: max over layers and K/V of the relative norm (empty: not checked)",
+        [](const D& d) { return d.kv_check.done ? num(d.kv_check.max_rel) : FieldValue{}; });
   return t;
 }
 
@@ -170,7 +176,11 @@ ResultTable layers_table() {
   c.push_back(Field{"tensor", FieldType::String, "", "K or V", [](const RowContext& r) { return text(r.tensor == 0 ? "K" : "V"); }});
   auto err = [](const RowContext& r) -> const TensorError& { return r.tensor == 0 ? r.block->keys : r.block->values; };
   c.push_back(Field{"rel_err", FieldType::Float, "", "‖X − X̂‖_F / ‖X‖_F of the final cache (empty: not reconstructible)",
-                    [err](const RowContext& r) { return num(err(r).rel()); }});
+                    [err](const RowContext& r) {
+                      // Not reconstructible: the errors are NaN, and rel() of NaN is 0.
+                      if (r.tensor == 0 && !r.block->keys_reconstructible) return FieldValue{};
+                      return num(err(r).rel());
+                    }});
   c.push_back(Field{"max_abs_err", FieldType::Float, "", "max |X − X̂|", [err](const RowContext& r) { return num(err(r).max_abs); }});
   c.push_back(Field{"sq_err", FieldType::Float, "", "‖X − X̂‖_F²", [err](const RowContext& r) { return num(err(r).sq_err); }});
   c.push_back(Field{"sq_norm", FieldType::Float, "", "‖X‖_F²", [err](const RowContext& r) { return num(err(r).sq_norm); }});
@@ -240,6 +250,7 @@ ResultTable decode_steps_table() {
   c.push_back(dump());
   c.push_back(Field{"compressor", FieldType::String, "", "canonical spec", [](const RowContext& r) { return text(r.job->decode->compressor); }});
   c.push_back(Field{"mode", FieldType::String, "", "teacher or free", [](const RowContext& r) { return text(r.job->decode->free_running ? "free" : "teacher"); }});
+  c.push_back(Field{"seed", FieldType::Int, "", "seed of the compressed run's random streams", [](const RowContext& r) { return integer(static_cast<std::int64_t>(r.job->decode->seed)); }});
   auto step = [&](std::string name, FieldType type, std::string unit, std::string meaning, auto get) {
     c.push_back(Field{std::move(name), type, std::move(unit), std::move(meaning),
                       [get](const RowContext& r) { return get(*r.decode_step); }});
@@ -253,6 +264,7 @@ ResultTable decode_steps_table() {
   step("target", FieldType::Int, "", "recorded next token (teacher mode)", [token](const S& s) { return token(s.target); });
   step("top1_ref", FieldType::Int, "", "argmax of the reference's next-token logits", [token](const S& s) { return token(s.top1_ref); });
   step("top1_comp", FieldType::Int, "", "argmax of the compressed run's logits", [token](const S& s) { return token(s.top1_comp); });
+  step("shared_context", FieldType::Int, "", "1 while every token fed so far was the same in both runs (teacher mode: always)", [](const S& s) { return integer(s.shared_context ? 1 : 0); });
   step("top1_agree", FieldType::Int, "", "1 when the two argmaxes agree", [](const S& s) { return integer(s.top1_ref == s.top1_comp ? 1 : 0); });
   step("kl", FieldType::Float, "nats", "KL(p_ref ‖ p_comp) of the next-token distributions", [](const S& s) { return num(s.kl); });
   step("hidden_rel", FieldType::Float, "", "‖h_comp − h_ref‖ / ‖h_ref‖, final-norm hidden state", [](const S& s) { return num(s.hidden_rel); });
@@ -321,14 +333,14 @@ const ResultTable& result_table(std::string_view file) {
   fail("no results table named '{}'", file);
 }
 
-std::vector<std::vector<std::string>> table_rows(const ResultTable& table, const TableLayout& layout,
-                                                 const JobRecord& record) {
+std::vector<std::vector<FieldValue>> table_values(const ResultTable& table, const TableLayout& layout,
+                                                  const JobRecord& record) {
   const std::vector<Field> fields = table.fields(layout);
-  std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<FieldValue>> rows;
   auto emit = [&](const RowContext& ctx) {
-    std::vector<std::string> row;
+    std::vector<FieldValue> row;
     row.reserve(fields.size());
-    for (const Field& f : fields) row.push_back(format_field(f.get(ctx)));
+    for (const Field& f : fields) row.push_back(f.get(ctx));
     rows.push_back(std::move(row));
   };
   RowContext ctx;
@@ -357,6 +369,17 @@ std::vector<std::vector<std::string>> table_rows(const ResultTable& table, const
       }
   } else {
     KVLAB_ASSERT(false && "unknown table");
+  }
+  return rows;
+}
+
+std::vector<std::vector<std::string>> table_rows(const ResultTable& table, const TableLayout& layout,
+                                                 const JobRecord& record) {
+  std::vector<std::vector<std::string>> rows;
+  for (const std::vector<FieldValue>& values : table_values(table, layout, record)) {
+    std::vector<std::string>& row = rows.emplace_back();
+    row.reserve(values.size());
+    for (const FieldValue& v : values) row.push_back(format_field(v));
   }
   return rows;
 }

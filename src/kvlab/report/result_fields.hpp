@@ -76,7 +76,10 @@ struct ResultTable {
 const std::vector<ResultTable>& result_tables();
 const ResultTable& result_table(std::string_view file);
 
-// The rows a record contributes to `table` (formatted cells).
+// The rows a record contributes to `table`: typed cells (the Python module's
+// DataFrames) and the same cells formatted (CSV rows).
+std::vector<std::vector<FieldValue>> table_values(const ResultTable& table, const TableLayout& layout,
+                                                  const JobRecord& record);
 std::vector<std::vector<std::string>> table_rows(const ResultTable& table, const TableLayout& layout,
                                                  const JobRecord& record);
 

@@ -39,9 +39,12 @@ void run_batch(std::span<const Job> jobs, int threads, const RunnerOptions& opti
     records[j].timing.threads = threads;
     records[j].timing.batch_jobs = static_cast<int>(jobs.size());
   }
-  auto fail_remaining = [&](const std::string& error) {
+  auto fail_remaining = [&](const std::string& error, bool file_error) {
     for (JobRecord& r : records)
-      if (r.ok()) r.error = error;
+      if (r.ok()) {
+        r.error = error;
+        r.file_error = file_error;
+      }
   };
 
   std::optional<DumpReader> reader;
@@ -68,10 +71,12 @@ void run_batch(std::span<const Job> jobs, int threads, const RunnerOptions& opti
       r.error = r.result.error;
       r.timing.replay_cpu_s = r.result.compute_seconds;
     }
+  } catch (const FileError& e) {  // the dump cannot be opened or read
+    fail_remaining(e.what(), true);
   } catch (const Error& e) {
-    fail_remaining(e.what());
+    fail_remaining(e.what(), false);
   } catch (const std::exception& e) {  // e.g. std::bad_alloc: still name the dump
-    fail_remaining(fmt::format("{}: {}", jobs.front().dump_path, e.what()));
+    fail_remaining(fmt::format("{}: {}", jobs.front().dump_path, e.what()), false);
   }
   const double wall = seconds_since(t0);
 
@@ -87,6 +92,7 @@ void run_batch(std::span<const Job> jobs, int threads, const RunnerOptions& opti
           options.step->run(jobs[j], *reader, *compressors[j], threads, r);
         } catch (const Error& e) {
           r.error = e.what();
+          r.file_error = dynamic_cast<const FileError*>(&e) != nullptr;
         }
         r.timing.model_s = seconds_since(m0);
       }

@@ -1,13 +1,23 @@
 #include "kvlab/runner/model_step.hpp"
 
 #include <filesystem>
+#include <optional>
 
 #include "kvlab/core/error.hpp"
+#include "kvlab/model/decode_compare.hpp"
 
 namespace kvlab {
 
+struct ModelInTheLoop::CachedReference {
+  std::string dump_path;
+  std::optional<ReferenceRun> run;
+  std::string error;  // the reference failed (e.g. its K/V check) with this message
+};
+
 ModelInTheLoop::ModelInTheLoop(ModelStepOptions options)
     : options_(std::move(options)), weights_(load_model(options_.model_path)) {}
+
+ModelInTheLoop::~ModelInTheLoop() = default;
 
 void ModelInTheLoop::run(const Job& job, const DumpReader& dump, const Compressor& compressor, int threads,
                          JobRecord& record) const {
@@ -19,7 +29,17 @@ void ModelInTheLoop::run(const Job& job, const DumpReader& dump, const Compresso
   d.free_running = options_.free_running;
   d.threads = threads;
   d.seed = job.replay.seed;
-  record.decode = decode_compare(weights_, dump.read_tokens(), compressor, d, &dump);
+  if (!cached_ || cached_->dump_path != dump.info().path) {
+    cached_ = std::make_unique<CachedReference>();
+    cached_->dump_path = dump.info().path;
+    try {
+      cached_->run = run_reference(weights_, dump.read_tokens(), d, &dump, options_.kv_check);
+    } catch (const Error& e) {
+      cached_->error = e.what();
+    }
+  }
+  if (!cached_->run) throw Error(cached_->error);
+  record.decode = compare_to_reference(weights_, *cached_->run, compressor, d);
 }
 
 std::string ModelInTheLoop::identity_key(const ModelStepOptions& options) {

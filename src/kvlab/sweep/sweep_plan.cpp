@@ -126,7 +126,8 @@ SweepPlan make_sweep_plan(const SweepConfig& config, const std::string& out_over
   }
   std::string model_key;
   if (!config.model.empty()) {
-    plan.model = ModelStepOptions{config.model, config.decode_free, config.decode_steps};
+    plan.model = ModelStepOptions{config.model, config.decode_free, config.decode_steps,
+                                  KvCheckOptions{config.decode_kv_check, config.decode_kv_rtol}};
     model_key = ModelInTheLoop::identity_key(*plan.model);
     for (const PlannedDump& d : plan.dumps)
       if (d.error.empty() && !d.info.has_tokens)
@@ -174,7 +175,12 @@ std::string resolved_plan_yaml(const SweepPlan& plan) {
     y << YAML::Key << "model" << YAML::Value << plan.config.model;
     y << YAML::Key << "decode" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "mode" << YAML::Value
       << (plan.config.decode_free ? "free" : "teacher") << YAML::Key << "steps" << YAML::Value
-      << plan.config.decode_steps << YAML::EndMap;
+      << plan.config.decode_steps << YAML::Key << "kv_rtol" << YAML::Value;
+    if (plan.config.decode_kv_check)
+      y << plan.config.decode_kv_rtol;
+    else
+      y << "off";
+    y << YAML::EndMap;
   }
   y << YAML::Key << "jobs" << YAML::Value << YAML::BeginSeq;
   for (const auto& j : plan.jobs) {
