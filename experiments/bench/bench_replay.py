@@ -61,9 +61,11 @@ def main():
         configs = [c for c in configs if c[0] in wanted]
     print(f"dump {a.dump}; {a.repeats} runs each, interleaved; load average {os.getloadavg()[0]:.1f}", flush=True)
     results = {name: [] for name, _ in configs}
-    for _ in range(a.repeats):  # interleaved, so a burst of load hits every configuration
+    for r in range(a.repeats):  # interleaved, so a burst of load hits every configuration
         for name, cmd in configs:
             results[name].append(run_once(cmd))
+            wall, cpu, rss = results[name][-1]
+            print(f"  run {r + 1} {name}: wall {wall:.2f} s, CPU {cpu:.2f} s, RSS {rss:.0f} MB", flush=True)
     print(f"{'configuration':24s} {'wall s: median [min, max]':>28s} {'CPU s: median [min, max]':>28s} {'peak RSS MB':>12s}")
     for name, cmd in configs:
         walls, cpus, rss = zip(*results[name])
