@@ -120,10 +120,9 @@ void FloatReader::read_into(float* dst, std::size_t n, hid_t mem_space, hid_t fi
     file_.bad(fmt::format("{}: read of {} failed, file truncated or corrupt ({})", dataset_, part,
                           last_hdf5_error()));
   }
-  if (raw_half_)
-    for (std::size_t i = 0; i < n; ++i) dst[i] = half_bits_to_float(half_[i]);
-  const Eigen::Map<const Eigen::ArrayXf> values(dst, static_cast<Eigen::Index>(n));
-  if (values.allFinite()) return;
+  if (raw_half_ ? decode_half(half_.data(), dst, n, decode_threads_)
+                : Eigen::Map<const Eigen::ArrayXf>(dst, static_cast<Eigen::Index>(n)).allFinite())
+    return;
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(dst[i])) file_.bad(fmt::format("{}: non-finite {} {} at {}", dataset_, noun, dst[i], locate(i)));
 }
