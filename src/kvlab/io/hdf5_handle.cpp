@@ -116,23 +116,6 @@ std::string shape_to_string(const std::vector<hsize_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }
 
-std::string quoted(std::string_view text, std::size_t max_chars) {
-  std::string out = "\"";
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (i == max_chars) {
-      out += "...";
-      break;
-    }
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (c == '"' || c == '\\') out += {'\\', static_cast<char>(c)};
-    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
-    else out += static_cast<char>(c);
-  }
-  return out + "\"";
-}
-
 std::string describe_type(hid_t type) {
   const std::size_t bits = H5Tget_size(type) * 8;
   switch (H5Tget_class(type)) {

@@ -9,9 +9,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
+
+#include "kvlab/io/quoted.hpp"
 
 namespace kvlab::io {
 
@@ -75,9 +76,6 @@ std::optional<std::string> read_string_attribute(hid_t object, const std::string
 std::vector<hsize_t> dataset_shape(hid_t dataset);
 // "[2, 256, 32]"
 std::string shape_to_string(const std::vector<hsize_t>& shape);
-// `text` as a double-quoted one-line string for messages: control characters
-// escaped (\n, \x01, ...), cut to `max_chars` with "..." appended.
-std::string quoted(std::string_view text, std::size_t max_chars = 80);
 // Human-readable description of an HDF5 datatype: "float16", "float32",
 // "float64", "int64", "uint8", "string", "compound", ...
 std::string describe_type(hid_t type);
