@@ -39,7 +39,8 @@ print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
 expect_refused duplicate-key $'name: a\ndumps: [a.h5]\ncompressors: [kivi-2bit]\ndumps: [b.h5]\n' \
   "line 4: duplicate key 'dumps' (first at line 2)"
 expect_refused dot-dot $'name: ".."\ndumps: [a.h5]\ncompressors: [kivi-2bit]\n' "'name' \"..\""
-expect_refused newline $'name: "evil\\nname"\ndumps: [a.h5]\ncompressors: [kivi-2bit]\n' "'name' \"evil\\nname\""
+expect_refused newline $'name: "evil\\nname"\ndumps: [a.h5]\ncompressors: [kivi-2bit]\n' \
+  "line 1: control character in \"evil\\nname\""
 axis="[$(seq -s ', ' 1 200)]"
 expect_refused eight-million "name: big
 dumps: [a.h5]

@@ -120,14 +120,19 @@ std::uint64_t check_storage_size(hid_t dataset, const std::vector<hsize_t>& shap
   if (stored > file_size)
     fail("{}: its chunks claim {}, more than the whole file ({} bytes): corrupt chunk index", where,
          format_bytes(stored), file_size);
+  // Every written chunk decodes to a whole chunk (edge chunks too).
+  const std::uint64_t chunk_bytes = declared_bytes(chunk, element_size);
+  const std::uint64_t decoded = saturating_mul(written, chunk_bytes);
+  const std::string chunks = fmt::format("{} chunk(s) of {} ({} decoded)", written, shape_to_string(chunk),
+                                         format_bytes(decoded));
   if (has_filter(dcpl.get(), H5Z_FILTER_DEFLATE)) {
-    if (saturating_mul(stored, kDeflateMaxRatio) < bytes)
-      fail("{}: {} but its compressed chunks hold {}, below deflate's best ratio of {}:1: corrupt", where, declared,
-           format_bytes(stored), kDeflateMaxRatio);
-  } else if (stored < bytes) {
-    fail("{}: {} but its chunks hold only {} (unwritten or truncated data)", where, declared, format_bytes(stored));
+    if (saturating_mul(stored, kDeflateMaxRatio) < decoded)
+      fail("{}: {} stored in {} bytes, beyond deflate's best ratio of {}:1: corrupt", where, chunks, stored,
+           kDeflateMaxRatio);
+  } else if (stored < decoded) {
+    fail("{}: {} stored in only {} bytes (truncated or corrupt)", where, chunks, stored);
   }
-  return declared_bytes(chunk, element_size);
+  return chunk_bytes;
 }
 
 }  // namespace kvlab::io

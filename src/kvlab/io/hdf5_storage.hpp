@@ -21,9 +21,9 @@ void check_storage_kind(hid_t dataset, const std::string& where);
 
 // Checks that every element of `shape` (of `element_size` bytes) is stored:
 // contiguous or compact data must hold exactly that many bytes inside the
-// file; chunked data must have every chunk written, hold at least that many
-// bytes uncompressed (at most deflate's 1032:1 less when deflate is on), and
-// fit in the file. Returns the bytes of one chunk as HDF5 decodes it (0 for
+// file; chunked data must have every chunk written, its chunks must fit in the
+// file and hold at least their decoded size (at most deflate's 1032:1 less
+// when deflate is on). Returns the bytes of one chunk as HDF5 decodes it (0 for
 // contiguous and compact data): a read holds at least one chunk in memory.
 std::uint64_t check_storage_size(hid_t dataset, const std::vector<hsize_t>& shape, std::size_t element_size,
                         std::uint64_t file_size, const std::string& where);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kvlab/core/error.hpp"
+#include "kvlab/io/quoted.hpp"
 
 namespace kvlab {
 
@@ -32,6 +33,10 @@ class StrictChecker : public YAML::EventHandler {
          line(mark));
   }
   void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string& value) override {
+    for (const char c : value)  // messages quote values and keys: keep them on one line
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        fail("{}: line {}: control character in {}; sweep files hold printable text", file_, line(mark),
+             io::quoted(value));
     node(mark, &value, "");
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,

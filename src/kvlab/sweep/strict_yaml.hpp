@@ -14,7 +14,8 @@ namespace kvlab {
 inline constexpr std::size_t kMaxSweepFileBytes = 4u << 20;
 
 // Parses `path` (a regular file of at most kMaxSweepFileBytes) as one YAML
-// document whose map keys are unique plain scalars and which uses no alias.
+// document whose map keys are unique plain scalars, which uses no alias and
+// whose scalars hold no control character (messages quote them on one line).
 // Throws kvlab::Error "<path>: line N: ..." otherwise.
 YAML::Node load_strict_yaml(const std::string& path);
 
