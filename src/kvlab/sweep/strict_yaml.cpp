@@ -105,7 +105,7 @@ YAML::Node load_strict_yaml(const std::string& path) {
     }
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    fail("{}: invalid YAML at line {}: {}", path, e.mark.line + 1, e.msg);
+    fail("{}: invalid YAML at line {}: {}", path, e.mark.line + 1, io::escaped(e.msg));
   }
 }
 
