@@ -70,8 +70,8 @@ import sys, h5py
 with h5py.File(sys.argv[1], "r+") as f:
     t = f["tokens"][...]; t[400] = 70000; f["tokens"][...] = t
 ' "$TMP/out-of-vocab.h5"
-  measured "$KVLAB" --quiet decode --model "$SRC/data/tiny-lm/model.h5" --dump "$TMP/out-of-vocab.h5" -c kivi-2bit --steps 32 --no-kv-check
-  if [[ $rc -eq 1 && $(wc -l <"$TMP/err") -eq 1 ]] && grep -qF "token id 70000 out of range" "$TMP/err"; then
+  measured "$KVLAB" --quiet decode --model "$SRC/data/tiny-lm/model.h5" --dump "$TMP/out-of-vocab.h5" -c kivi-2bit --steps 32
+  if [[ $rc -eq 1 && $(wc -l <"$TMP/err") -eq 1 ]] && grep -qF "$TMP/out-of-vocab.h5: /tokens: token id 70000 out of range" "$TMP/err"; then
     echo "ok   out-of-vocab (decode): $(cat "$TMP/err")"
   else
     echo "FAIL out-of-vocab (decode): exit $rc: $(cat "$TMP/err")"

@@ -125,6 +125,12 @@ DecodeResult decode_compare(const ModelWeights& model, const std::vector<std::in
     if (steps > available)
       fail("decode: --steps {} exceeds the {} recorded tokens after the prompt (teacher mode)", steps, available);
   }
+  // Every id up front: a step's target enters the cross-entropy before any
+  // step would feed (and check) it.
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+      fail("{}token id {} out of range (the model's vocabulary has ids 0..{}) at position {}",
+           dump ? dump->info().path + ": /tokens: " : std::string("decode: "), tokens[i], c.vocab_size - 1, i);
   if (dump) {
     const DumpInfo& info = dump->info();
     if (info.num_layers != c.num_layers || info.num_kv_heads != c.num_kv_heads || info.head_dim != c.head_dim ||
