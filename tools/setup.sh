@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build pkg-config libeigen3-dev libhdf5-dev libyaml-cpp-dev libfmt-dev
-          libcli11-dev catch2 python3-numpy python3-pandas python3-matplotlib python3-h5py)
+          libcli11-dev catch2 python3-numpy python3-pandas python3-matplotlib python3-h5py
+          clang libfuzzer-14-dev libclang-rt-14-dev libomp-14-dev llvm-14)  # the last line: tools/run_hardening.sh
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
