@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "kvlab/attention/softmax.hpp"
 #include "kvlab/metrics/attention.hpp"
 #include "kvlab/metrics/tensor_error.hpp"
 #include "kvlab/replay/replay_options.hpp"
@@ -23,6 +24,7 @@ TEST_CASE("3-token attention: output error, KL and dropped mass by hand", "[metr
     const AttentionError e = compare_attention(logits, logits, v, v, nullptr, 1.0);
     CHECK(e.out_rel == 0.0);
     CHECK(e.kl == 0.0);
+    CHECK(e.kl_rev == 0.0);
     CHECK(e.dropped_mass == 0.0);
   }
   SECTION("a perturbed key and value") {
@@ -36,6 +38,8 @@ TEST_CASE("3-token attention: output error, KL and dropped mass by hand", "[metr
     const AttentionError e = compare_attention(logits, hat_logits, v, v_hat, nullptr, 1.0);
     CHECK(e.out_rel == Approx(std::abs(o - o_hat) / o).epsilon(1e-12));
     CHECK(e.kl == Approx(kl).epsilon(1e-12));
+    const double kl_rev = q0 * std::log(q0 / p0) + q1 * std::log(q1 / p1) + q2 * std::log(q2 / p2);
+    CHECK(e.kl_rev == Approx(kl_rev).epsilon(1e-12));
     CHECK(e.dropped_mass == 0.0);
   }
   SECTION("an evicted token: dropped mass and renormalised KL") {
@@ -45,6 +49,9 @@ TEST_CASE("3-token attention: output error, KL and dropped mass by hand", "[metr
     const AttentionError e = compare_attention(logits, logits, v, v_hat, present, 1.0);
     CHECK(e.dropped_mass == Approx(p1).epsilon(1e-12));
     CHECK(e.kl == Approx(0.0).margin(1e-15));  // kept distribution unchanged
+    // The reverse KL sees the dropped mass: KL(p̂ ‖ p) = −log(kept mass).
+    CHECK(e.kl_rev == Approx(-std::log(p0 + p2)).epsilon(1e-12));
+    CHECK(e.kl_rev == Approx(-std::log(1 - e.dropped_mass)).epsilon(1e-12));
     const double o_hat = (p0 + p2) / (p0 + p2);  // both kept values are 1
     CHECK(e.out_rel == Approx(std::abs(o - o_hat) / o).epsilon(1e-12));
   }

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "kvlab/core/rng.hpp"
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 
 using namespace kvlab;
 

@@ -12,7 +12,7 @@
 #include "kvlab/compressors/token_dropper.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/core/rng.hpp"
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 #include "kvlab/metrics/tensor_error.hpp"
 #include "kvlab/quant/group_quantizer.hpp"
 #include "test_support.hpp"

@@ -67,3 +67,32 @@ TEST_CASE("spec text parsing handles nested specs in parentheses", "[registry]")
   CHECK(t.params[1].second == "uniform:bits=4,axis=token");
   CHECK(format_spec_text(t) == "h2o:heavy=0.1,inner=(uniform:bits=4,axis=token)");
 }
+
+TEST_CASE("a parameter set where it has no effect is rejected and left out of the canonical spec", "[registry]") {
+  const Registry& r = Registry::global();
+  CHECK_THROWS_WITH(r.build("gear:backbone=kcvt,group=32"),
+                    Catch::Contains("parameter 'group' has no effect here") && Catch::Contains("backbone=kivi"));
+  CHECK_THROWS_WITH(r.build("uniform:bits=2,axis=token,buffer=32"), Catch::Contains("'buffer' has no effect"));
+  CHECK_THROWS_WITH(r.build("h2o:heavy=0.2,heavy_tokens=10"), Catch::Contains("'heavy' has no effect"));
+  CHECK_THROWS_WITH(r.build("pyramidkv:base=h2o,capacity=64"), Catch::Contains("'capacity' has no effect"));
+  // Two specs that run the same thing print the same.
+  CHECK(r.canonical("gear:backbone=kcvt") == r.canonical("gear:backbone=kcvt,bits=2"));
+  CHECK(r.canonical("gear:backbone=kcvt").find("group=") == std::string::npos);
+  CHECK(r.canonical("uniform:axis=channel,group=0,buffer=32") == "uniform:bits=4,group=0,axis=channel,buffer=32");
+  CHECK(r.canonical("uniform:axis=channel,group=32") == "uniform:bits=4,group=32,axis=channel");
+  // A preset's own parameter that stops applying after an override is dropped, not an error.
+  CHECK(r.canonical("gear-2bit:backbone=kcvt") == r.canonical("gear:backbone=kcvt"));
+  const ResolvedSpec s = r.resolve("gear:backbone=kcvt");
+  CHECK(s.values.inapplicable().count("group") == 1);
+  CHECK(s.values.applicable().count("group") == 0);
+  CHECK(s.values.applicable().count("bits") == 1);
+}
+
+TEST_CASE("every preset sets only parameters that have an effect", "[registry]") {
+  // Presets are resolved strictly: a preset naming a parameter that has no
+  // effect would hide it from the user.
+  for (const auto& p : Registry::global().presets()) {
+    INFO(p.name << " = " << p.spec);
+    CHECK_NOTHROW(Registry::global().resolve(p.spec));
+  }
+}

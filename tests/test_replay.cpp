@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "kvlab/compressors/layer_state.hpp"
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/io/synth.hpp"
 #include "kvlab/replay/job_summary.hpp"
@@ -116,11 +117,139 @@ TEST_CASE("summary: ratio and bits per element from the exact bit count", "[repl
   CHECK(s.tokens == static_cast<int>(t));
 }
 
-TEST_CASE("replay rejects out-of-range layers and attention without queries", "[replay]") {
+TEST_CASE("replay rejects out-of-range layers", "[replay]") {
   const DumpReader reader(tiny_dump());
   const auto c = Registry::global().build("fp16");
   const Compressor* jobs[] = {c.get()};
   ReplayOptions o;
   o.layers = {7};
   CHECK_THROWS_WITH(replay_dump(reader, jobs, o), Catch::Contains("layer 7 is out of range"));
+}
+
+TEST_CASE("jobs that need queries fail on a dump without them; the others run", "[replay]") {
+  test::TempDir dir("kvlab_noq");
+  const DumpReader reader(test::write_tiny_dump(dir.file("noq.h5"), false));
+  const auto fp16 = Registry::global().build("fp16");
+  const auto h2o = Registry::global().build("h2o-20pct");
+  const Compressor* jobs[] = {fp16.get(), h2o.get()};
+  ReplayOptions o;
+  o.attention = true;
+  auto r = replay_dump(reader, jobs, o);
+  CHECK_THAT(r[0].error, Catch::Contains("attention metrics need recorded queries"));
+  o.attention = false;
+  r = replay_dump(reader, jobs, o);
+  CHECK(r[0].ok());
+  CHECK(r[0].blocks.size() == static_cast<std::size_t>(reader.info().num_layers * reader.info().num_kv_heads));
+  CHECK_THAT(r[1].error, Catch::Contains("needs recorded queries"));
+}
+
+namespace {
+
+// A layer-scoped compressor for the engine's tests: one state for the whole
+// layer that feeds an inner block-scoped method per head, and checks it is fed
+// every head of its layer at every step.
+class LayerOf : public Compressor {
+ public:
+  explicit LayerOf(std::string inner) : inner_(Registry::global().build(inner)) {}
+  Scope scope() const override { return Scope::Layer; }
+  std::unique_ptr<LayerCacheState> new_layer_state(const BlockContext& ctx) const override {
+    struct State : LayerCacheState {
+      std::unique_ptr<LayerCacheState> inner;
+      int expected;
+      int heads() const override { return inner->heads(); }
+      void prefill(std::span<const ConstMatrixRef> k, std::span<const ConstMatrixRef> v,
+                   std::span<const QueryGroup> q) override {
+        KVLAB_ASSERT(static_cast<int>(k.size()) == expected && static_cast<int>(q.size()) == expected);
+        inner->prefill(k, v, q);
+      }
+      void append(std::span<const ConstRowRef> k, std::span<const ConstRowRef> v,
+                  std::span<const QueryGroup> q) override {
+        KVLAB_ASSERT(static_cast<int>(k.size()) == expected);
+        inner->append(k, v, q);
+      }
+      const CacheReader& head(int h) const override { return inner->head(h); }
+    };
+    auto s = std::make_unique<State>();
+    s->inner = make_layer_state(*inner_, ctx, 0, ctx.num_kv_heads);
+    s->expected = ctx.num_kv_heads;
+    return s;
+  }
+
+ private:
+  std::unique_ptr<Compressor> inner_;
+};
+
+}  // namespace
+
+TEST_CASE("layer-scoped states replay like the per-head ones and are thread-invariant", "[replay][scope]") {
+  const DumpReader reader(tiny_dump());
+  const auto kivi = Registry::global().build("kivi:bits=2,group=16,residual=32");
+  const auto h2o = Registry::global().build("h2o-20pct");
+  const LayerOf layer_kivi("kivi:bits=2,group=16,residual=32"), layer_h2o("h2o-20pct");
+  const Compressor* jobs[] = {kivi.get(), &layer_kivi, h2o.get(), &layer_h2o};
+  ReplayOptions o;
+  o.eval_every = 4;
+  for (int threads : {1, 2, 3}) {
+    o.threads = threads;
+    const auto r = replay_dump(reader, jobs, o);
+    for (int pair : {0, 2}) {
+      const JobResult &block = r[static_cast<std::size_t>(pair)], &layer = r[static_cast<std::size_t>(pair + 1)];
+      REQUIRE(layer.ok());
+      REQUIRE(block.blocks.size() == layer.blocks.size());
+      for (std::size_t b = 0; b < block.blocks.size(); ++b) {
+        CHECK(layer.blocks[b].layer == block.blocks[b].layer);
+        CHECK(layer.blocks[b].kv_head == block.blocks[b].kv_head);
+        CHECK(layer.blocks[b].bits == block.blocks[b].bits);
+        CHECK(layer.blocks[b].values.sq_err == block.blocks[b].values.sq_err);
+        CHECK(layer.blocks[b].keys.sq_err == block.blocks[b].keys.sq_err);
+        CHECK(layer.blocks[b].attn.kl == block.blocks[b].attn.kl);
+        REQUIRE(layer.blocks[b].steps.size() == block.blocks[b].steps.size());
+        CHECK(layer.blocks[b].steps.back().attn.out_rel == block.blocks[b].steps.back().attn.out_rel);
+      }
+    }
+  }
+}
+
+namespace {
+
+// Throws at the decode step `at` of kv head 1 (a compressor bug or a
+// constraint found late).
+class FailsLate : public Compressor {
+ public:
+  std::unique_ptr<CacheState> new_state(const BlockContext& ctx) const override {
+    struct State : CacheState {
+      std::unique_ptr<CacheState> inner;
+      bool fail;
+      void prefill(ConstMatrixRef k, ConstMatrixRef v, const QueryGroup& q) override { inner->prefill(k, v, q); }
+      void append(ConstRowRef k, ConstRowRef v, const QueryGroup& q) override {
+        if (fail && inner->size() == 140) kvlab::fail("late failure");
+        inner->append(k, v, q);
+      }
+      int size() const override { return inner->size(); }
+      CacheView view() const override { return inner->view(); }
+      BitCount bits() const override { return inner->bits(); }
+    };
+    auto s = std::make_unique<State>();
+    s->inner = Registry::global().build("fp16")->new_state(ctx);
+    s->fail = ctx.kv_head == 1;
+    return s;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a failing job fails alone; the rest of its batch completes", "[replay]") {
+  const DumpReader reader(tiny_dump());
+  const auto kivi = Registry::global().build("kivi-2bit");
+  FailsLate bad;
+  bad.set_identity("bad", "bad");
+  const Compressor* jobs[] = {kivi.get(), &bad, kivi.get()};
+  ReplayOptions o;
+  o.eval_every = 16;
+  const auto r = replay_dump(reader, jobs, o);
+  CHECK(r[0].ok());
+  CHECK(r[2].ok());
+  CHECK(r[1].error == "late failure");
+  CHECK(r[1].blocks.empty());
+  CHECK(summarize(r[0]).v_rel_err_global == summarize(r[2]).v_rel_err_global);
 }

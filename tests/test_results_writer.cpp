@@ -2,7 +2,9 @@
 // row exists; resuming drops partial rows of unfinished jobs and torn lines.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -32,27 +34,32 @@ JobIdentity identity(const std::string& id) {
   return j;
 }
 
-JobResult one_block_job() {
-  JobResult r;
+JobRecord record(const std::string& id, const std::string& error = "") {
+  JobRecord rec;
+  rec.identity = identity(id);
+  rec.error = error;
   BlockResult b;
   b.tokens = 4;
   b.head_dim = 2;
   b.bits.fp16_buffer = 16 * 2 * 4 * 2;
   b.steps.push_back(StepPoint{0, 3, 4, {}, 0, {}, {}, b.bits.total()});
-  r.blocks.push_back(b);
-  return r;
+  rec.result.blocks.push_back(b);
+  rec.summary = summarize(rec.result);
+  rec.steps = summarize_steps(rec.result);
+  return rec;
 }
+
+using Mode = ResultsWriter::Mode;
 
 }  // namespace
 
 TEST_CASE("results writer: resume keeps finished jobs and drops partial rows", "[results]") {
   const test::TempDir dir("kvlab_results_");
   const std::string out = (dir.path / "r").string();
-  const JobResult job = one_block_job();
   {
-    ResultsWriter w(out, {}, false);
-    w.write_job(identity("a"), job, summarize(job), 0.1, 1);
-    w.write_job(identity("b"), job, summarize(job), 0.1, 1);
+    ResultsWriter w(out, {}, Mode::Fresh);
+    w.write(record("a"));
+    w.write(record("b"));
   }
   const std::string summary_done = slurp(fs::path(out) / "summary.csv");
   const std::string layers_done = slurp(fs::path(out) / "layers.csv");
@@ -62,7 +69,7 @@ TEST_CASE("results writer: resume keeps finished jobs and drops partial rows", "
     std::ofstream(fs::path(out) / "layers.csv", std::ios::app) << "c,fp16,fp16,d.h5,0,0,K,0,0,0,0,,,\n";
     std::ofstream(fs::path(out) / "steps.csv", std::ios::app) << "c,fp16,fp16,d.h5,3,0,4,0.1";
   }
-  ResultsWriter resumed(out, {}, true);
+  ResultsWriter resumed(out, {}, Mode::Resume);
   CHECK(resumed.finished("a"));
   CHECK(resumed.finished("b"));
   CHECK_FALSE(resumed.finished("c"));
@@ -73,8 +80,9 @@ TEST_CASE("results writer: resume keeps finished jobs and drops partial rows", "
   CHECK(steps.back() == '\n');
 
   // A failed job is not finished: resume runs it again and drops its row.
-  resumed.write_failed(identity("c"), "boom");
-  ResultsWriter again(out, {}, true);
+  resumed.write(record("c", "boom"));
+  CHECK(slurp(fs::path(out) / "summary.csv").find("c,failed,boom,") != std::string::npos);
+  ResultsWriter again(out, {}, Mode::Resume);
   CHECK_FALSE(again.finished("c"));
   CHECK(slurp(fs::path(out) / "summary.csv") == summary_done);
 }
@@ -82,6 +90,57 @@ TEST_CASE("results writer: resume keeps finished jobs and drops partial rows", "
 TEST_CASE("results writer: refuses to resume into a folder with other columns", "[results]") {
   const test::TempDir dir("kvlab_results_");
   const std::string out = (dir.path / "r").string();
-  { ResultsWriter w(out, {"bits"}, false); }
-  CHECK_THROWS_WITH(ResultsWriter(out, {"rank"}, true), Catch::Contains("different columns"));
+  { ResultsWriter w(out, TableLayout{{"bits"}}, Mode::Fresh); }
+  CHECK_THROWS_WITH(ResultsWriter(out, TableLayout{{"rank"}}, Mode::Resume), Catch::Contains("different columns"));
+}
+
+TEST_CASE("results writer: never replaces a results file unless told to", "[results]") {
+  const test::TempDir dir("kvlab_results_");
+  const std::string out = (dir.path / "r").string();
+  { ResultsWriter w(out, {}, Mode::Fresh); w.write(record("a")); }
+  // Any one results file is enough to refuse, not only summary.csv.
+  fs::remove(fs::path(out) / "summary.csv");
+  const std::string layers = slurp(fs::path(out) / "layers.csv");
+  CHECK_THROWS_WITH(ResultsWriter(out, {}, Mode::Fresh), Catch::Contains("results already exist (layers.csv)") &&
+                                                              Catch::Contains("--overwrite"));
+  CHECK(slurp(fs::path(out) / "layers.csv") == layers);
+  { ResultsWriter w(out, {}, Mode::Overwrite); }
+  CHECK(slurp(fs::path(out) / "layers.csv").find("\na,") == std::string::npos);
+}
+
+TEST_CASE("every results file has unique column names, with parameters and a model in the loop", "[results]") {
+  const TableLayout layout{{"bits", "decode_steps", "rank", "steps"}, 3};
+  for (const ResultTable& t : result_tables()) {
+    INFO(t.file);
+    const auto names = t.header(layout);
+    std::set<std::string> unique(names.begin(), names.end());
+    CHECK(unique.size() == names.size());
+  }
+  // The model's step count has its own name: a sweep with model: once wrote two `decode_steps`.
+  const auto summary = result_table("summary.csv").header(layout);
+  CHECK(std::count(summary.begin(), summary.end(), "decode_steps") == 1);
+  CHECK(std::count(summary.begin(), summary.end(), "decode_loop_steps") == 1);
+  // The columns the model in the loop added later (shared-context steps, K/V check; seed per decode row).
+  for (const char* name : {"decode_shared_steps", "decode_kv_rel_max", "decode_first_divergence", "decode_bits_per_element"})
+    CHECK(std::count(summary.begin(), summary.end(), name) == 1);
+  const auto decode = result_table("decode_steps.csv").header(layout);
+  for (const char* name : {"seed", "shared_context", "step", "attn_rel_layer2"})
+    CHECK(std::count(decode.begin(), decode.end(), name) == 1);
+}
+
+TEST_CASE("rows have as many cells as the header, for ok and failed jobs", "[results]") {
+  const TableLayout layout{{"bits"}, 2};
+  JobRecord ok = record("a");
+  ok.decode = DecodeResult{};
+  ok.decode->steps.resize(3);
+  for (auto& s : ok.decode->steps) s.attn_rel = {0.1, 0.2};
+  for (const JobRecord& r : {ok, record("b", "broken")}) {
+    for (const ResultTable& t : result_tables()) {
+      INFO(t.file << " " << r.identity.job_id);
+      const std::size_t width = t.header(layout).size();
+      for (const auto& row : table_rows(t, layout, r)) CHECK(row.size() == width);
+    }
+  }
+  CHECK(table_rows(result_table("decode_steps.csv"), layout, ok).size() == 3);
+  CHECK(table_rows(result_table("layers.csv"), layout, record("b", "broken")).empty());
 }

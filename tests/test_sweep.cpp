@@ -58,11 +58,11 @@ replay: {eval_every: 4, layers: [1]}
 )");
   const SweepPlan plan = make_sweep_plan(load_sweep_config(f));
   REQUIRE(plan.jobs.size() == 3);  // kivi-2bit == kivi:bits=2
-  CHECK(plan.jobs[2].spec.canonical == "kivi:bits=4,group=32,residual=128");
+  CHECK(plan.jobs[2].job.spec.canonical == "kivi:bits=4,group=32,residual=128");
   CHECK(plan.config.replay.eval_every == 4);
   CHECK(plan.config.replay.layers == std::vector<int>{1});
   CHECK(plan.out_dir == "results/t");
-  CHECK(plan.param_columns == std::vector<std::string>{"bits", "group", "residual"});
+  CHECK(plan.param_columns == std::vector<std::string>{"bits", "group", "residual", "rotation"});
 }
 
 TEST_CASE("include pulls in shared settings and fields here override them", "[sweep]") {

@@ -1,4 +1,4 @@
-"""Write and read kvdump v1 files (see docs / DESIGN.md section 2).
+"""Write and read kvdump v1 files (docs/dump-format.md).
 
 Dependencies: numpy and h5py only (no PyTorch), so the writer can be tested in
 CI and used by any recorder.
@@ -10,6 +10,12 @@ CI and used by any recorder.
 keys / values: one array per layer, shape [num_kv_heads, seq_len, head_dim]
 (keys as cached, i.e. after RoPE); queries: one array per layer, shape
 [num_heads, seq_len, head_dim] (after RoPE, the query of every position).
+
+Optional attention description (docs/dump-format.md, "Attention and RoPE"):
+attn_scale, attn_logit_softcap, sliding_window (one int/None for every layer
+or a list per layer), rope_inv_freq (one array, or a list per layer: the most
+common one goes to /rope_inv_freq, the others to /layers/L/rope_inv_freq),
+rotary_dim, rope_attention_scaling (a float or a list per layer).
 
 Everything is validated before the file is opened; problems raise ValueError
 naming the layer/dataset and what was expected vs. found. The file is written to
@@ -151,8 +157,115 @@ def _validate(keys, values, queries, prompt_len, tokens, dtype, rope_theta, rope
     return K, V, Q, tok, dict(num_layers=nl, num_heads=H, num_kv_heads=hkv, head_dim=d, seq_len=T)
 
 
+def _positive_float(x, what):
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: expected a number, found {x!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{what}: expected a positive finite number, found {x!r}")
+    return v
+
+
+def _per_layer(x, nl, what):
+    """One value for every layer, or a list with one entry per layer."""
+    if isinstance(x, (list, tuple)):
+        if len(x) != nl:
+            raise ValueError(f"{what}: expected one entry per layer ({nl}), found {len(x)}")
+        return list(x)
+    return [x] * nl
+
+
+def _most_common(items, key):
+    """The item whose key occurs most often (ties: the earliest), so that the
+    root holds what most layers use and overrides stay few."""
+    counts = {}
+    for it in items:
+        counts[key(it)] = counts.get(key(it), 0) + 1
+    best = max(counts.values())
+    return next(it for it in items if counts[key(it)] == best)
+
+
+def _validate_attention(nl, d, attn_scale, attn_logit_softcap, sliding_window, rope_inv_freq, rotary_dim,
+                        rope_attention_scaling):
+    """Check the optional attention description and split per-layer lists into
+    a root value plus per-layer overrides. Returns a dict for _write_attention."""
+    out = dict(attn_scale=None, attn_logit_softcap=None, windows=[None] * nl, rotary_dim=None,
+               inv_root=None, inv_layers=[None] * nl, a_root=None, a_layers=[None] * nl)
+    if attn_scale is not None:
+        out["attn_scale"] = _positive_float(attn_scale, "attn_scale")
+    if attn_logit_softcap is not None:
+        out["attn_logit_softcap"] = _positive_float(attn_logit_softcap, "attn_logit_softcap")
+    for i, w in enumerate(_per_layer(sliding_window, nl, "sliding_window")):
+        if w is None:
+            continue
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or int(w) < 1:
+            raise ValueError(f"sliding_window of layer {i}: expected a positive integer or None, found {w!r}")
+        out["windows"][i] = int(w)
+
+    if rotary_dim is not None:
+        if isinstance(rotary_dim, bool) or not isinstance(rotary_dim, (int, np.integer)) \
+                or not 2 <= int(rotary_dim) <= d or int(rotary_dim) % 2:
+            raise ValueError(f"rotary_dim: expected an even integer in [2, head_dim={d}], found {rotary_dim!r}")
+        out["rotary_dim"] = int(rotary_dim)
+    if rope_inv_freq is not None:
+        if isinstance(rope_inv_freq, (list, tuple)) and len(rope_inv_freq) and np.ndim(rope_inv_freq[0]) == 0:
+            rope_inv_freq = np.asarray(rope_inv_freq, dtype=np.float64)  # one list of numbers: all layers
+        invs = []
+        for i, f in enumerate(_per_layer(rope_inv_freq, nl, "rope_inv_freq")):
+            what = "rope_inv_freq" if not isinstance(rope_inv_freq, (list, tuple)) else f"rope_inv_freq of layer {i}"
+            a = np.asarray(_as_array(f, what), dtype=np.float64)
+            if a.ndim != 1 or a.size < 1:
+                raise ValueError(f"{what}: expected a 1-D array [rotary_dim/2], found shape {tuple(a.shape)}")
+            if not np.all(np.isfinite(a)) or np.any(a <= 0):
+                raise ValueError(f"{what}: expected positive finite frequencies")
+            invs.append(a)
+        rd = out["rotary_dim"] or 2 * invs[0].size
+        if rd > d:
+            raise ValueError(f"rope_inv_freq: {invs[0].size} frequencies rotate {rd} channels, more than "
+                             f"head_dim {d}")
+        for i, a in enumerate(invs):
+            if 2 * a.size != rd:
+                raise ValueError(f"rope_inv_freq of layer {i}: expected rotary_dim/2 = {rd // 2} frequencies, "
+                                 f"found {a.size}")
+        out["rotary_dim"] = rd
+        root = _most_common(invs, lambda a: a.tobytes())
+        out["inv_root"] = root
+        out["inv_layers"] = [None if np.array_equal(a, root) else a for a in invs]
+    if rope_attention_scaling is not None:
+        scs = [_positive_float(x, f"rope_attention_scaling of layer {i}")
+               for i, x in enumerate(_per_layer(rope_attention_scaling, nl, "rope_attention_scaling"))]
+        root = _most_common(scs, lambda x: x)
+        out["a_root"] = root
+        out["a_layers"] = [None if x == root else x for x in scs]
+    return out
+
+
+def _write_attention(f, att):
+    a = f.attrs
+    if att["attn_scale"] is not None:
+        a["attn_scale"] = np.float64(att["attn_scale"])
+    if att["attn_logit_softcap"] is not None:
+        a["attn_logit_softcap"] = np.float64(att["attn_logit_softcap"])
+    if att["rotary_dim"] is not None:
+        a["rotary_dim"] = np.int64(att["rotary_dim"])
+    if att["inv_root"] is not None:
+        f.create_dataset("rope_inv_freq", data=att["inv_root"])
+    if att["a_root"] is not None:
+        a["rope_attention_scaling"] = np.float64(att["a_root"])
+    for i in range(len(att["windows"])):
+        g = f[f"layers/{i}"]
+        if att["windows"][i] is not None:
+            g.attrs["sliding_window"] = np.int64(att["windows"][i])
+        if att["inv_layers"][i] is not None:
+            g.create_dataset("rope_inv_freq", data=att["inv_layers"][i])
+        if att["a_layers"][i] is not None:
+            g.attrs["rope_attention_scaling"] = np.float64(att["a_layers"][i])
+
+
 def write_kvdump(path, keys, values, queries=None, *, prompt_len, tokens=None, model="", text="",
-                 rope_theta=None, rope_style=None, dtype="float16"):
+                 rope_theta=None, rope_style=None, dtype="float16", attn_scale=None, attn_logit_softcap=None,
+                 sliding_window=None, rope_inv_freq=None, rotary_dim=None, rope_attention_scaling=None):
     """Validate and write one kvdump v1 file. Returns the shape dict
     {num_layers, num_heads, num_kv_heads, head_dim, seq_len}.
 
@@ -161,6 +274,8 @@ def write_kvdump(path, keys, values, queries=None, *, prompt_len, tokens=None, m
     """
     K, V, Q, tok, shape = _validate(keys, values, queries, prompt_len, tokens, dtype,
                                     rope_theta, rope_style)
+    att = _validate_attention(shape["num_layers"], shape["head_dim"], attn_scale, attn_logit_softcap,
+                              sliding_window, rope_inv_freq, rotary_dim, rope_attention_scaling)
     import h5py  # imported late so that validation errors do not need h5py
 
     store = _DTYPES[dtype]
@@ -191,6 +306,7 @@ def write_kvdump(path, keys, values, queries=None, *, prompt_len, tokens=None, m
                     g.create_dataset("queries", data=np.ascontiguousarray(Q[i], dtype=store))
             if tok is not None:
                 f.create_dataset("tokens", data=tok)
+            _write_attention(f, att)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -254,4 +370,54 @@ def read_kvdump(path, *, as_float32=False):
             raise ValueError(f"{path}: /tokens: expected shape ({T},), found {tokens.shape}")
         if not 1 <= int(attrs["prompt_len"]) <= T:
             raise ValueError(f"{path}: prompt_len={attrs['prompt_len']} outside [1, {T}]")
-    return {"attrs": attrs, "keys": keys, "values": values, "queries": queries, "tokens": tokens}
+        inv_root = f["/rope_inv_freq"][()] if "/rope_inv_freq" in f else None
+        layer_attrs = [{k: _attr(v) for k, v in f[f"/layers/{i}"].attrs.items()} for i in range(nl)]
+        layer_inv = [f[f"/layers/{i}/rope_inv_freq"][()] if f"/layers/{i}/rope_inv_freq" in f else None
+                     for i in range(nl)]
+    d = {"attrs": attrs, "keys": keys, "values": values, "queries": queries, "tokens": tokens,
+         "rope_inv_freq": inv_root, "layer_attrs": layer_attrs, "layer_rope_inv_freq": layer_inv}
+    _check_attention(path, d)
+    return d
+
+
+def _check_attention(path, d):
+    """Validate the optional attention description of a read dump (same rules as docs/dump-format.md)."""
+    a, hd = d["attrs"], int(d["attrs"]["head_dim"])
+    for k in ("attn_scale", "attn_logit_softcap", "rope_attention_scaling"):
+        if k in a:
+            _positive_float(a[k], f"{path}: root attribute {k}")
+    rd = int(a.get("rotary_dim", hd))
+    if rd < 2 or rd > hd or rd % 2:
+        raise ValueError(f"{path}: root attribute rotary_dim: expected an even integer in [2, {hd}], found {rd}")
+    invs = [("/rope_inv_freq", d["rope_inv_freq"])]
+    invs += [(f"/layers/{i}/rope_inv_freq", x) for i, x in enumerate(d["layer_rope_inv_freq"])]
+    for name, x in invs:
+        if x is not None and (x.shape != (rd // 2,) or not np.all(np.isfinite(x)) or np.any(x <= 0)):
+            raise ValueError(f"{path}: {name}: expected {rd // 2} positive frequencies (rotary_dim/2), "
+                             f"found shape {x.shape}")
+    for i, la in enumerate(d["layer_attrs"]):
+        if "sliding_window" in la and not (isinstance(la["sliding_window"], int) and la["sliding_window"] >= 1):
+            raise ValueError(f"{path}: /layers/{i} attribute sliding_window: expected a positive integer, "
+                             f"found {la['sliding_window']!r}")
+        if "rope_attention_scaling" in la:
+            _positive_float(la["rope_attention_scaling"], f"{path}: /layers/{i} attribute rope_attention_scaling")
+
+
+def layer_attention(d, layer):
+    """What attention in `layer` of a read dump (read_kvdump) is, defaults resolved:
+    dict(scale, softcap, window, rope) where rope is None or
+    dict(inv_freq [rotary_dim/2] float64, rotary_dim, style, attention_scaling)."""
+    a, la = d["attrs"], d["layer_attrs"][layer]
+    hd = int(a["head_dim"])
+    rd = int(a.get("rotary_dim", hd))
+    inv = d["layer_rope_inv_freq"][layer]
+    if inv is None:
+        inv = d["rope_inv_freq"]
+    if inv is None and "rope_theta" in a:
+        inv = float(a["rope_theta"]) ** (-np.arange(0, rd, 2, dtype=np.float64) / rd)
+    rope = None
+    if inv is not None:
+        rope = dict(inv_freq=np.asarray(inv, dtype=np.float64), rotary_dim=rd, style=a.get("rope_style"),
+                    attention_scaling=float(la.get("rope_attention_scaling", a.get("rope_attention_scaling", 1.0))))
+    return dict(scale=float(a.get("attn_scale", hd ** -0.5)), softcap=a.get("attn_logit_softcap"),
+                window=la.get("sliding_window"), rope=rope)

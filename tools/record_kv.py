@@ -1,26 +1,34 @@
 #!/usr/bin/env python3
 """Record the KV cache (and the post-RoPE queries) of a Hugging Face causal LM
-into kvdump v1 files (DESIGN.md section 2).
+into kvdump v1 files (docs/dump-format.md).
 
     python3 tools/record_kv.py --model PATH_OR_NAME --prompt "Once upon a time" \
         --new-tokens 256 --out dumps/ [--sample --seed 0 --temperature 0.9] [--dtype float16]
 
 Supported: RoPE decoders in transformers whose decoder layers have
 `self_attn.{q_proj,k_proj,v_proj}` and receive `position_embeddings=(cos, sin)`
-(Llama, Mistral, Qwen2/Qwen3, Gemma/Gemma2/Gemma3, Phi-3-style models with full
-rotary, ...). Anything else fails with a one-line error and exit status 2.
+(Llama incl. Llama 3 / YaRN / linear RoPE scaling, Mistral, Qwen2/Qwen3,
+Gemma/Gemma 2/Gemma 3, StableLM, GLM, ...), including partial rotary and
+sliding-window layers. Anything else fails with a one-line error and exit
+status 2: the recorder reproduces the cached keys from k_proj(x) at the prefill
+and refuses a model whose keys it cannot reproduce.
 
 How it records (one sequence at a time, batch 1):
   * prefill: ONE forward over the whole prompt with use_cache=True;
-  * decode: one token per forward, re-using the model's own cache (greedy or
-    sampled with a fixed seed);
-  * keys/values: read from the model's DynamicCache after the last step, i.e.
-    exactly what the model cached (post-RoPE keys);
-  * queries: a forward pre-hook on each attention module recomputes
-    q = RoPE(q_proj(hidden_states)) (plus q_norm where the model has one) from the
-    module's own inputs and position embeddings, for every position (prefill and
-    decode). Queries are not scaled (kvlab applies 1/sqrt(head_dim); models with a
-    different query scale, e.g. Gemma's query_pre_attn_scalar, are recorded as is).
+  * decode: one token per forward, re-using the cache (greedy or sampled with a
+    fixed seed). The cache is a DynamicCache that keeps every position of every
+    layer; sliding-window layers still attend to their window through the mask;
+  * keys/values: read from that cache after the last step, i.e. exactly what
+    the model cached (post-RoPE keys);
+  * queries: a forward hook on each attention module recomputes
+    q = RoPE(q_norm?(q_proj(hidden_states))) from the module's own inputs and
+    position embeddings, for every position (prefill and decode). Queries are
+    recorded unscaled: attn_scale (the model's own, e.g. Gemma's
+    query_pre_attn_scalar^-0.5) applies to q.k;
+  * attention description (hf_attention_probe): attn_scale, attn_logit_softcap,
+    per-layer sliding_window, rope_inv_freq / rotary_dim / rope_style /
+    rope_attention_scaling as the model used them (rope_theta too when plain RoPE
+    reproduces them exactly).
 
 The last generated token is also fed through the model, so the cache holds all
 prompt_len + new_tokens positions, each with its query.
@@ -37,12 +45,16 @@ import math
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_attention_probe import (UnsupportedModel, WindowObserver, apply_rope, check_rope_unchanged,  # noqa: E402
+                                choose_style, config_window, match_rope, plain_rope_theta, project_heads,
+                                scale_and_softcap)
 from kvdump import write_kvdump  # noqa: E402
 
-
-class UnsupportedModel(Exception):
-    """The architecture cannot be recorded (no q_proj/k_proj, no rotary embedding, ...)."""
+__all__ = ["UnsupportedModel", "AttentionRecorder", "attention_modules", "model_shape", "record_sequence",
+           "write_record", "cache_layer_kv"]
 
 
 # --------------------------------------------------------------------------- model structure
@@ -76,6 +88,8 @@ def attention_modules(model):
             raise UnsupportedModel(
                 f"{type(model).__name__}: attention module {type(att).__name__} has no "
                 f"{'/'.join(missing)} (fused or non-Llama-style projections are not supported)")
+        if getattr(att, "sinks", None) is not None:  # gpt-oss: an extra logit per head the dump cannot carry
+            raise UnsupportedModel(f"{type(att).__name__}: attention sinks are not supported")
         mods.append(att)
     if not mods:
         raise UnsupportedModel(f"{type(model).__name__}: model has no decoder layers")
@@ -105,45 +119,7 @@ def model_shape(model):
     return len(mods), H, Hkv, hd
 
 
-def rope_info(model):
-    """(rope_theta, rope_style) if plain RoPE reproduces the model's rotary
-    embedding exactly, else (None, None) and a warning text."""
-    import torch
-
-    cfg = model.config
-    theta = getattr(cfg, "rope_theta", None)
-    params = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None)
-    if theta is None and isinstance(params, dict):
-        theta = params.get("rope_theta")
-    rope_type = "default"
-    if isinstance(params, dict):
-        rope_type = params.get("rope_type", params.get("type", "default")) or "default"
-    if theta is None:
-        return None, None, "config has no rope_theta"
-    theta = float(theta)
-    rot = _decoder(model).rotary_emb
-    inv = getattr(rot, "inv_freq", None)
-    scaling = float(getattr(rot, "attention_scaling", 1.0) or 1.0)
-    if inv is not None:
-        dim = 2 * inv.numel()
-        plain = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
-        if not torch.allclose(inv.detach().double().cpu(), plain, rtol=1e-5, atol=0):
-            return None, None, (f"rope_type={rope_type}: inv_freq differs from plain RoPE with "
-                                f"theta={theta}; rope_theta/rope_style omitted")
-    if rope_type != "default" or abs(scaling - 1.0) > 1e-6:
-        return None, None, f"rope_type={rope_type} (attention_scaling={scaling}); rope_theta/rope_style omitted"
-    return theta, "neox", None
-
-
-# --------------------------------------------------------------------------- query capture
-
-def _rotate_half(x):
-    import torch
-
-    x1 = x[..., : x.shape[-1] // 2]
-    x2 = x[..., x.shape[-1] // 2:]
-    return torch.cat((-x2, x1), dim=-1)
-
+# --------------------------------------------------------------------------- capture
 
 def _arg(args, kwargs, name, pos):
     if name in kwargs:
@@ -153,36 +129,32 @@ def _arg(args, kwargs, name, pos):
     return None
 
 
-def compute_queries(att, hidden_states, position_embeddings):
-    """q = RoPE(q_norm?(q_proj(h))) as [batch, num_heads, seq, head_dim] (HF rotate-half)."""
-    hd = _head_dim(att, getattr(att, "config", None))
-    b, s = hidden_states.shape[:2]
-    q = att.q_proj(hidden_states).view(b, s, -1, hd).transpose(1, 2)
-    qn = getattr(att, "q_norm", None)
-    if qn is not None:
-        q = qn(q)
-    cos, sin = position_embeddings
-    if cos.shape[-1] != hd:
-        raise UnsupportedModel(
-            f"{type(att).__name__}: partial rotary embedding (rotary dim {cos.shape[-1]} != head_dim {hd}) "
-            "is not supported")
-    cos = cos.unsqueeze(1).to(q.dtype)
-    sin = sin.unsqueeze(1).to(q.dtype)
-    return q * cos + _rotate_half(q) * sin
+class _Layer:
+    def __init__(self):
+        self.queries = []           # [num_heads, s, head_dim] float32 CPU chunks
+        self.rope = None            # hf_attention_probe.LayerRope, from the first forward
+        self.window = WindowObserver()
+        self.positions = 0          # positions seen so far
 
 
-class QueryRecorder:
-    """Forward pre-hooks on every attention module; collects post-RoPE queries
-    per layer as a list of [num_heads, s, head_dim] float32 CPU chunks."""
+class AttentionRecorder:
+    """Forward hooks on every attention module. For each forward it records the
+    post-RoPE queries q = RoPE(q_norm?(q_proj(h))) (computed from the module's
+    own inputs and position embeddings), and it learns what the dump must say
+    about attention (hf_attention_probe): the RoPE frequencies and pairing, and
+    the sliding window seen in the attention mask."""
 
     def __init__(self, model):
+        self.model = model
         self.mods = attention_modules(model)
-        self.chunks = [[] for _ in self.mods]
+        self.head_dim = _head_dim(self.mods[0], model.config)
+        self.layers = [_Layer() for _ in self.mods]
         self.handles = []
+        self.mask_memo = {}  # layers of one forward share their masks
 
     def __enter__(self):
         for i, att in enumerate(self.mods):
-            self.handles.append(att.register_forward_pre_hook(self._hook(i), with_kwargs=True))
+            self.handles.append(att.register_forward_hook(self._hook(i), with_kwargs=True))
         return self
 
     def __exit__(self, *exc):
@@ -194,7 +166,7 @@ class QueryRecorder:
     def _hook(self, i):
         import torch
 
-        def hook(module, args, kwargs):
+        def hook(module, args, kwargs, output):
             hs = _arg(args, kwargs, "hidden_states", 0)
             pe = _arg(args, kwargs, "position_embeddings", 1)
             if hs is None:
@@ -206,16 +178,67 @@ class QueryRecorder:
             if hs.shape[0] != 1:
                 raise ValueError("record_kv records one sequence at a time (batch size 1)")
             with torch.no_grad():
-                q = compute_queries(module, hs, pe)
-            self.chunks[i].append(q[0].float().cpu())
+                self._record(i, module, hs, pe, _arg(args, kwargs, "attention_mask", 2),
+                             kwargs.get("past_key_values", kwargs.get("past_key_value")))
             return None
 
         return hook
 
+    def _record(self, i, att, hs, pe, mask, cache):
+        import torch
+
+        lay, hd = self.layers[i], self.head_dim
+        cos, sin = pe
+        s = hs.shape[1]
+        past = lay.positions
+        positions = torch.arange(past, past + s)
+        if lay.rope is None:
+            if past != 0:
+                raise RuntimeError(f"layer {i}: first forward does not start at position 0")
+            lay.rope = match_rope(self.model, cos, sin, positions)
+            if cache is None:
+                raise UnsupportedModel(f"{type(att).__name__}: attention called without its cache")
+            k_cached = cache_layer_kv(cache, getattr(att, "layer_idx", i))[0][:, :, past:past + s]
+            k_pre = project_heads(att, att.k_proj, getattr(att, "k_norm", None), hs, hd)
+            try:
+                choose_style(lay.rope, k_pre, k_cached, cos, sin)
+            except UnsupportedModel as e:
+                raise UnsupportedModel(f"{type(att).__name__} (layer {i}): {e}") from None
+        else:
+            check_rope_unchanged(lay.rope, cos, sin, positions)
+        q = project_heads(att, att.q_proj, getattr(att, "q_norm", None), hs, hd)
+        q = apply_rope(q, cos, sin, lay.rope.layout, lay.rope.style)
+        lay.queries.append(q[0].float().cpu())
+        lay.window.observe(mask, past, s, i, self.mask_memo)
+        lay.positions += s
+
     def queries(self):
         import torch
 
-        return [torch.cat(c, dim=1) for c in self.chunks]
+        return [torch.cat(lay.queries, dim=1) for lay in self.layers]
+
+    def attention(self):
+        """The dump's attention description (kvdump.write_kvdump keyword arguments)
+        and a warning text (or None) when RoPE cannot be described."""
+        scale, softcap = scale_and_softcap(self.model, self.mods, self.head_dim)
+        out = dict(attn_scale=scale, attn_logit_softcap=softcap,
+                   sliding_window=[lay.window.result(config_window(self.model, att, i), i)
+                                   for i, (lay, att) in enumerate(zip(self.layers, self.mods))],
+                   rope_theta=None, rope_style=None, rope_inv_freq=None, rotary_dim=None,
+                   rope_attention_scaling=None)
+        ropes = [lay.rope for lay in self.layers]
+        problems = [f"layer {i}: {r.problem}" for i, r in enumerate(ropes) if r.problem]
+        if problems:
+            return out, problems[0] + "; RoPE attributes omitted (attention is still exact)"
+        if len({r.style for r in ropes}) != 1 or len({r.rotary_dim for r in ropes}) != 1:
+            return out, "layers differ in RoPE pairing or rotary_dim; RoPE attributes omitted"
+        invs = [r.inv_freq_f64() for r in ropes]
+        scalings = [float(r.attention_scaling) for r in ropes]
+        out.update(rope_style=ropes[0].style, rope_inv_freq=invs, rotary_dim=ropes[0].rotary_dim,
+                   rope_attention_scaling=scalings if any(a != 1.0 for a in scalings) else None)
+        if all(np.array_equal(x, invs[0]) for x in invs) and all(a == 1.0 for a in scalings):
+            out["rope_theta"] = plain_rope_theta(self.model, invs[0], self.head_dim)
+        return out, None
 
 
 def cache_layer_kv(cache, i):
@@ -229,6 +252,17 @@ def cache_layer_kv(cache, i):
     return k, v
 
 
+def _full_cache():
+    """A cache that keeps every position of every layer. The model's default
+    cache keeps only the last sliding_window - 1 positions of sliding layers;
+    the mask still applies the window, so attention is the same."""
+    try:
+        from transformers import DynamicCache
+    except ImportError:
+        return None
+    return DynamicCache()
+
+
 # --------------------------------------------------------------------------- recording
 
 def record_sequence(model, prompt_ids, new_tokens, *, sample=False, seed=0, temperature=1.0, top_k=0,
@@ -237,13 +271,13 @@ def record_sequence(model, prompt_ids, new_tokens, *, sample=False, seed=0, temp
     time with the model's own cache, record K/V (from the cache) and queries.
 
     Returns dict(keys=[L x [Hkv,T,d] float32 tensor], values=..., queries=[L x [H,T,d]],
-    tokens=[T] list of int, prompt_len=P, cache=<the model's cache object>,
-    rope_theta, rope_style, rope_warning, shape=(L,H,Hkv,d)).
+    tokens=[T] list of int, prompt_len=P, cache=<the cache object>, attention=<the
+    dump's attention description, write_kvdump keywords incl. rope_theta/rope_style>,
+    rope_theta, rope_style, rope_warning (text or None), shape=(L,H,Hkv,d)).
     """
     import torch
 
     L, H, Hkv, hd = model_shape(model)
-    theta, style, rope_warning = rope_info(model)
     device = next(model.parameters()).device
     ids = [int(t) for t in prompt_ids]
     if len(ids) < 1:
@@ -252,9 +286,9 @@ def record_sequence(model, prompt_ids, new_tokens, *, sample=False, seed=0, temp
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), QueryRecorder(model) as rec:
+        with torch.no_grad(), AttentionRecorder(model) as rec:
             inp = torch.tensor([ids], dtype=torch.long, device=device)
-            out = model(input_ids=inp, use_cache=True)
+            out = model(input_ids=inp, past_key_values=_full_cache(), use_cache=True)
             cache = out.past_key_values
             tokens = list(ids)
             for step in range(new_tokens):
@@ -277,6 +311,7 @@ def record_sequence(model, prompt_ids, new_tokens, *, sample=False, seed=0, temp
                                                         else [eos_token_id]):
                     break
             queries = rec.queries()
+            attention, rope_warning = rec.attention()
     finally:
         model.train(was_training)
 
@@ -287,14 +322,15 @@ def record_sequence(model, prompt_ids, new_tokens, *, sample=False, seed=0, temp
         if k.shape[0] != 1 or tuple(k.shape[1:]) != (Hkv, T, hd) or tuple(v.shape[1:]) != (Hkv, T, hd):
             raise UnsupportedModel(
                 f"layer {i}: cache holds keys {tuple(k.shape)}, values {tuple(v.shape)}, expected "
-                f"(1, {Hkv}, {T}, {hd}) (sliding-window or compressed caches are not supported)")
+                f"(1, {Hkv}, {T}, {hd}) (a cache that drops or compresses positions is not supported)")
         keys.append(k[0].float().cpu())
         values.append(v[0].float().cpu())
     for i, q in enumerate(queries):
         if tuple(q.shape) != (H, T, hd):
             raise RuntimeError(f"layer {i}: recorded queries {tuple(q.shape)}, expected {(H, T, hd)}")
     return dict(keys=keys, values=values, queries=queries, tokens=tokens, prompt_len=len(ids), cache=cache,
-                rope_theta=theta, rope_style=style, rope_warning=rope_warning, shape=(L, H, Hkv, hd))
+                attention=attention, rope_theta=attention["rope_theta"], rope_style=attention["rope_style"],
+                rope_warning=rope_warning, shape=(L, H, Hkv, hd))
 
 
 def write_record(path, rec, *, model_name="", text="", dtype="float16", with_queries=True):
@@ -303,7 +339,7 @@ def write_record(path, rec, *, model_name="", text="", dtype="float16", with_que
     return write_kvdump(path, to_np(rec["keys"]), to_np(rec["values"]),
                         to_np(rec["queries"]) if with_queries else None,
                         prompt_len=rec["prompt_len"], tokens=rec["tokens"], model=model_name, text=text,
-                        rope_theta=rec["rope_theta"], rope_style=rec["rope_style"], dtype=dtype)
+                        dtype=dtype, **rec["attention"])
 
 
 def byte_decode(tokens):

@@ -10,7 +10,8 @@ Steps (all seeded):
      attention) trained with AdamW (bf16 autocast on GPU, float32 on CPU);
   3. the weights are rounded to float16 (so every artefact below describes the
      same model), saved as a Hugging Face checkpoint (safetensors) in --work-dir,
-     and exported with tools/export_model.py to OUT/tiny-lm/model.h5;
+     and exported with tools/export_model.py to OUT/tiny-lm/model.h5 (with
+     vocab_type = "bytes", so kvlab can print its generations as text);
   4. kvdumps recorded with tools/record_kv.py's record_sequence (same code path
      as the CLI): prompt = held-out text, then sampled continuation;
   5. OUT/tiny-lm/reference_logits.h5: float32 teacher-forced forward (CPU) over
@@ -226,7 +227,7 @@ def main(argv=None):
     model_name = (f"kvlab tiny-lm: byte-level Llama {a.layers}L hidden {a.hidden} heads {a.heads}x"
                   f"{a.hidden // a.heads} kv {a.kv_heads} ffn {a.ffn}, tinyshakespeare, seed {a.seed}")
     mpath = os.path.join(a.out_dir, "tiny-lm", "model.h5")
-    export_model.export_checkpoint(a.work_dir, mpath, dtype="float16", model_name=model_name)
+    export_model.export_checkpoint(a.work_dir, mpath, dtype="float16", model_name=model_name, vocab="bytes")
     attrs, w = export_model.read_model(mpath)
     sd = {k: v.float().cpu().numpy() for k, v in model.state_dict().items()}
     assert np.array_equal(w["layers/0/q_proj"], sd["model.layers.0.self_attn.q_proj.weight"])

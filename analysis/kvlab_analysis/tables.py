@@ -61,10 +61,12 @@ def to_markdown(table: pd.DataFrame) -> str:
              "Lowest error among configurations with bits/element ≤ budget.", ""]
     for metric, part in table.groupby("metric", sort=False):
         lines += [f"## {short_label(metric)} (`{metric}`)", "",
-                  "| budget (bits/elem) | best spec | family | bits/elem | ratio (×) | error |",
+                  "| budget (bits/elem) | best | family | bits/elem | ratio (×) | error |",
                   "|---:|---|---|---:|---:|---:|"]
         for _, row in part.iterrows():
             spec = f"`{row['spec']}`" if row["spec"] else "(none fits)"
+            if row["spec"] and row.get("label"):
+                spec = f"{row['label']} ({spec})" if row["label"] != row["spec"] else spec
             lines.append(f"| {_fmt(row['budget'], '{:g}')} | {spec} | {row['family']} | "
                          f"{_fmt(row[BITS], '{:.3f}')} | {_fmt(row[RATIO], '{:.2f}')} | "
                          f"{_fmt(row['error'])} |")

@@ -75,12 +75,17 @@ int run_inspect(const InspectArgs& args, bool quiet) {
   }
   progress.finish();
 
-  fmt::print("\nper layer (mean over kv heads; rank90 = effective rank at 90% energy)\n");
+  fmt::print("\nper layer (mean over kv heads)\n");
   fmt::print("{:>5}  {:>10}  {:>10}  {:>9}  {:>9}  {:>8}  {:>8}\n", "layer", "K norm", "V norm", "K outlier",
              "V outlier", "K rank90", "V rank90");
   for (const LayerStats& s : stats)
     fmt::print("{:>5}  {:>10.2f}  {:>10.2f}  {:>9.2f}  {:>9.2f}  {:>8.1f}  {:>8.1f}\n", s.layer, s.key_norm,
                s.value_norm, s.key_outlier_ratio, s.value_outlier_ratio, s.key_rank90, s.value_rank90);
+  fmt::print(
+      "K/V norm: ‖K‖_F, ‖V‖_F of one head's [T × d] block. K/V outlier: max over channels of the channel's mean |x|, "
+      "divided by\nthe median over channels of it (≫ 1: outlier channels, why per-channel key quantization helps). "
+      "K/V rank90: singular values\nneeded to hold 90% of ‖X‖_F² (effective rank: low means a low-rank term can "
+      "capture much of it).\n");
 
   if (!args.csv.empty()) {
     std::FILE* f = std::fopen(args.csv.c_str(), "w");

@@ -13,6 +13,7 @@ namespace {
 struct RegressCliOptions {
   std::string config = "data/regress.yaml";
   bool update = false;
+  bool verbose = false;
   int threads = 0;
 };
 
@@ -35,7 +36,21 @@ int run(const RegressCliOptions& o, const GlobalOptions& global) {
     if (!changed.empty()) fmt::print("{}", format_table(rows));
     return 0;
   }
-  const auto diffs = compare_metrics(config, read_baseline(config.baseline), now);
+  const MetricTable baseline = read_baseline(config.baseline);
+  const auto diffs = compare_metrics(config, baseline, now);
+  if (o.verbose) {  // every comparison, not only the failing ones
+    std::vector<std::vector<std::string>> rows{{"case", "metric", "baseline", "now", "allowed", "result"}};
+    for (const auto& [name, metrics] : now)
+      for (const auto& [metric, value] : metrics) {
+        const Tolerance& tol = config.tolerance(metric);
+        const auto b = baseline.find(name);
+        const bool known = b != baseline.end() && b->second.count(metric);
+        const double base = known ? b->second.at(metric) : NAN;
+        rows.push_back({name, metric, num(base), num(value), fmt::format("±{:g} + {:g}·|x|", tol.abs, tol.rel),
+                        known && tol.allows(base, value) ? "ok" : "FAIL"});
+      }
+    fmt::print("{}", format_table(rows));
+  }
   if (diffs.empty()) {
     fmt::print("regress: {} cases, every metric within tolerance of {}\n", now.size(), config.baseline);
     return 0;
@@ -54,6 +69,7 @@ void add_regress_command(CLI::App& app, GlobalOptions& global, Action& action) {
   auto o = std::make_shared<RegressCliOptions>();
   cmd->add_option("-c,--config", o->config, "Regression config (default data/regress.yaml)");
   cmd->add_flag("--update", o->update, "Rewrite the baseline from this run and print what changed");
+  cmd->add_flag("-v,--verbose", o->verbose, "Print every case's metrics with baseline and tolerance");
   cmd->add_option("-j,--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->callback([&action, &global, o] { action = [o, &global] { return run(*o, global); }; });
 }

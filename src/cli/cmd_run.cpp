@@ -7,9 +7,15 @@
 
 #include "cli/cli_util.hpp"
 #include "cli/commands.hpp"
+#include <optional>
+
 #include "kvlab/compressors/registry.hpp"
-#include "kvlab/replay/job_summary.hpp"
+#include "kvlab/core/error.hpp"
+#include "kvlab/replay/replay_dump.hpp"
+#include "kvlab/report/job_identity.hpp"
+#include "kvlab/report/labels.hpp"
 #include "kvlab/report/results_writer.hpp"
+#include "kvlab/runner/job_runner.hpp"
 
 namespace kvlab::cli {
 
@@ -26,6 +32,7 @@ struct RunOptions {
   bool no_attention = false;
   bool per_layer = false;
   std::string csv_dir;
+  bool overwrite = false;
 };
 
 std::vector<std::vector<std::string>> per_layer_table(const JobResult& job) {
@@ -42,12 +49,6 @@ std::vector<std::vector<std::string>> per_layer_table(const JobResult& job) {
 
 int run(const RunOptions& o, const GlobalOptions& global) {
   const Registry& registry = Registry::global();
-  std::vector<ResolvedSpec> specs;
-  std::vector<std::unique_ptr<Compressor>> compressors;
-  for (const auto& s : o.compressors) {
-    specs.push_back(registry.resolve(s));
-    compressors.push_back(registry.build(specs.back()));
-  }
   const DumpReader reader(o.dump);
   const DumpInfo& info = reader.info();
 
@@ -55,47 +56,76 @@ int run(const RunOptions& o, const GlobalOptions& global) {
   if (!o.layers.empty()) opts.layers = parse_index_list(o.layers, "--layers");
   opts.eval_every = o.eval_every;
   opts.max_steps = o.max_steps;
-  opts.threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   opts.seed = o.seed;
   opts.attention = info.has_queries && !o.no_attention;
+  selected_layers(info, opts);  // a bad --layers fails before any work
 
-  std::vector<const Compressor*> jobs;
-  for (const auto& c : compressors) jobs.push_back(c.get());
-  const long long blocks = static_cast<long long>(selected_layers(info, opts).size()) * info.num_kv_heads *
-                           static_cast<long long>(jobs.size());
+  std::vector<Job> jobs;
+  std::vector<const MethodInfo*> methods;
+  long long blocks = 0;
+  for (const auto& text : o.compressors) {
+    const ResolvedSpec spec = registry.resolve(text);
+    registry.build(spec);  // constraints between parameters fail here, before any work
+    check_compatible(info, *registry.build(spec), opts);
+    methods.push_back(spec.method);
+    jobs.push_back(Job{o.dump, spec, opts, make_identity(spec, o.dump, o.dump, opts)});
+    blocks += job_blocks(jobs.back(), info);
+  }
+  // The results folder is checked before the work, not after.
+  std::optional<ResultsWriter> writer;
+  if (!o.csv_dir.empty())
+    writer.emplace(o.csv_dir, TableLayout{parameter_columns(methods)},
+                   o.overwrite ? ResultsWriter::Mode::Overwrite : ResultsWriter::Mode::Fresh);
+
+  RunnerOptions ro;
+  ro.threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   Progress progress(fmt::format("replay {}", info.path), blocks, !global.quiet, "blocks");
+  ro.progress = &progress;
+  CollectingSink sink;
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<JobResult> results = replay_dump(reader, jobs, opts, &progress);
+  run_jobs(jobs, ro, sink);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   progress.finish();
+  for (const JobRecord& r : sink.records)
+    if (!r.ok()) fail("{}", r.error);
 
   fmt::print("dump {}: {} layers × {} kv heads ({} query heads), d={}, prompt {} + {} decode steps{}\n", info.path,
              info.num_layers, info.num_kv_heads, info.num_heads, info.head_dim, info.prompt_len,
              selected_decode_steps(info, opts), opts.attention ? "" : "  (no attention metrics)");
+  std::vector<JobIdentity> ids;
+  for (const JobRecord& r : sink.records) ids.push_back(r.identity);
+  const std::vector<std::string> labels = short_labels(ids);
   std::vector<std::vector<std::string>> rows{
-      {"compressor", "ratio", "bits/elem", "K rel err", "V rel err", "attn out rel", "attn KL", "dropped mass"}};
-  std::vector<JobSummary> summaries;
-  for (std::size_t j = 0; j < results.size(); ++j) {
-    const JobSummary s = summarize(results[j]);
-    summaries.push_back(s);
-    rows.push_back({compressors[j]->spec(), fmt::format("{:.3f}", s.compression_ratio),
-                    fmt::format("{:.3f}", s.bits_per_element), pretty(s.k_rel_err_global),
-                    pretty(s.v_rel_err_global), pretty(s.attn_out_rel), pretty(s.attn_kl), pretty(s.dropped_mass)});
+      {"compressor", "ratio", "bits/elem", "K rel err", "V rel err", "attn out rel", "attn KL", "KL(p̂‖p)",
+       "dropped mass"}};
+  for (std::size_t j = 0; j < sink.records.size(); ++j) {
+    const JobSummary& s = sink.records[j].summary;
+    rows.push_back({labels[j], fmt::format("{:.3f}", s.compression_ratio), fmt::format("{:.3f}", s.bits_per_element),
+                    pretty(s.k_rel_err_global), pretty(s.v_rel_err_global), pretty(s.attn_out_rel), pretty(s.attn_kl),
+                    pretty(s.attn_kl_rev), pretty(s.dropped_mass)});
   }
   fmt::print("{}", format_table(rows));
-  fmt::print("replayed in {:.2f} s with {} threads\n", wall, opts.threads);
+  const auto evals = evaluation_steps(selected_decode_steps(info, opts), opts.eval_every).size();
+  const std::string which = opts.eval_every == 1  ? "after prefill and every decode step"
+                            : opts.eval_every > 1 ? fmt::format("after prefill, every {} steps and the last", opts.eval_every)
+                                                  : "after prefill and the last";
+  fmt::print(
+      "ratio, bits/elem: exact size of the final cache. K/V rel err: sqrt(Σ‖X−X̂‖²/Σ‖X‖²) over all blocks of the "
+      "final cache.\nattn: means over query heads, layers and {} evaluated steps ({}); "
+      "attn KL = KL(p′‖p̂) over kept tokens\nrenormalised; KL(p̂‖p) includes the dropped mass "
+      "(docs/metrics.md).\n",
+      evals, which);
+  for (std::size_t j = 0; j < sink.records.size(); ++j)
+    if (labels[j] != sink.records[j].identity.spec)
+      fmt::print("  {} = {}\n", labels[j], sink.records[j].identity.spec);
+  fmt::print("replayed in {:.2f} s with {} threads\n", wall, ro.threads);
   if (o.per_layer)
-    for (std::size_t j = 0; j < results.size(); ++j)
-      fmt::print("\n{}\n{}", compressors[j]->spec(), format_table(per_layer_table(results[j])));
+    for (std::size_t j = 0; j < sink.records.size(); ++j)
+      fmt::print("\n{}\n{}", labels[j], format_table(per_layer_table(sink.records[j].result)));
 
-  if (!o.csv_dir.empty()) {
-    std::vector<const MethodInfo*> methods;
-    for (const auto& s : specs) methods.push_back(s.method);
-    ResultsWriter writer(o.csv_dir, parameter_columns(methods), false);
-    for (std::size_t j = 0; j < results.size(); ++j)
-      writer.write_job(make_identity(specs[j], o.dump, o.dump, opts), results[j], summaries[j],
-                       wall / static_cast<double>(results.size()), opts.threads);
-    fmt::print("wrote {}/summary.csv, layers.csv, steps.csv\n", o.csv_dir);
+  if (writer) {
+    for (const JobRecord& r : sink.records) writer->write(r);
+    fmt::print("wrote {}/summary.csv, layers.csv, steps.csv, timing.csv\n", o.csv_dir);
   }
   return 0;
 }
@@ -117,7 +147,8 @@ void add_run_command(CLI::App& app, GlobalOptions& global, Action& action) {
   cmd->add_option("--seed", o->seed, "Seed of every random stream");
   cmd->add_flag("--no-attention", o->no_attention, "Skip attention metrics");
   cmd->add_flag("--per-layer", o->per_layer, "Also print a per-(layer, kv head) table");
-  cmd->add_option("--csv", o->csv_dir, "Write summary.csv, layers.csv, steps.csv into this folder");
+  cmd->add_option("--csv", o->csv_dir, "Write summary.csv, layers.csv, steps.csv, timing.csv into this folder");
+  cmd->add_flag("--overwrite", o->overwrite, "Replace results already in the --csv folder");
   cmd->callback([&action, &global, o] { action = [o, &global] { return run(*o, global); }; });
 }
 

@@ -22,16 +22,21 @@ int print_plan(const SweepPlan& plan) {
   long long blocks = 0, token_steps = 0;
   std::vector<std::vector<std::string>> rows{{"job_id", "dump", "spec"}};
   for (const auto& j : plan.jobs) {
-    const DumpInfo& info = plan.dumps[j.dump_index];
-    const auto layers = static_cast<long long>(selected_layers(info, plan.config.replay).size());
-    blocks += layers * info.num_kv_heads;
-    const int steps = selected_decode_steps(info, plan.config.replay);
-    token_steps += layers * info.num_kv_heads * static_cast<long long>(info.prompt_len + steps);
-    rows.push_back({j.identity.job_id, j.identity.dump, j.spec.canonical});
+    const PlannedDump& dump = plan.dumps[j.dump_index];
+    if (dump.error.empty()) {
+      const DumpInfo& info = dump.info;
+      const auto layers = static_cast<long long>(selected_layers(info, plan.config.replay).size());
+      blocks += layers * info.num_kv_heads;
+      const int steps = selected_decode_steps(info, plan.config.replay);
+      token_steps += layers * info.num_kv_heads * static_cast<long long>(info.prompt_len + steps);
+    }
+    rows.push_back({j.job.identity.job_id, j.job.identity.dump, j.job.spec.canonical});
   }
   fmt::print("{}", format_table(rows));
   fmt::print("sweep '{}': {} jobs over {} dumps, {} blocks, {} token-blocks to replay; results in {}\n",
              plan.config.name, plan.jobs.size(), plan.dumps.size(), blocks, token_steps, plan.out_dir);
+  for (const PlannedDump& d : plan.dumps)
+    if (!d.error.empty()) fmt::print("unreadable dump (its jobs will fail): {}\n", d.error);
   return 0;
 }
 

@@ -1,14 +1,55 @@
 // kvlab: replay recorded KV caches through compressors and measure the error.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "kvlab/compressors/params.hpp"
 #include "kvlab/core/allocator.hpp"
 #include "kvlab/core/build_info.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
+
+namespace {
+
+// For an unknown subcommand or option: "unknown option '--eval_every' for
+// run (did you mean '--eval-every'?); see kvlab run --help", else "".
+std::string suggest_for_parse_error(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> commands;
+  CLI::App* active = nullptr;
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    commands.push_back(sub->get_name());
+    for (int i = 1; i < argc; ++i)
+      if (argv[i] == sub->get_name()) active = sub;
+  }
+  if (active == nullptr) {
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg.empty() || arg[0] == '-') continue;
+      return fmt::format("unknown command '{}'{}; commands: {}", arg, kvlab::did_you_mean(arg, commands),
+                         fmt::join(commands, ", "));
+    }
+    return fmt::format("a command is required: {}", fmt::join(commands, ", "));
+  }
+  std::vector<std::string> names;
+  for (const CLI::Option* opt : active->get_options())
+    for (const std::string& n : opt->get_lnames()) names.push_back("--" + n);
+  for (const CLI::Option* opt : app.get_options())
+    for (const std::string& n : opt->get_lnames()) names.push_back("--" + n);
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) continue;
+    arg = arg.substr(0, arg.find('='));
+    if (std::find(names.begin(), names.end(), arg) != names.end()) continue;
+    return fmt::format("unknown option '{}' for {}{}; see kvlab {} --help", arg, active->get_name(),
+                       kvlab::did_you_mean(arg, names), active->get_name());
+  }
+  return {};
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   kvlab::tune_allocator();
@@ -29,12 +70,28 @@ int main(int argc, char** argv) {
   add_sweep_command(app, global, action);
   add_regress_command(app, global, action);
   add_decode_command(app, global, action);
+  add_schema_command(app, global, action);
+
+  // --help shows every default.
+  app.option_defaults()->always_capture_default();
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    for (CLI::Option* opt : sub->get_options()) opt->capture_default_str();
 
   kvlab::io::silence_hdf5_errors();
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, with a suggestion for a mistyped subcommand or option.
+    const std::string hint = suggest_for_parse_error(app, argc, argv);
+    std::fprintf(stderr, "kvlab: error: %s%s\n", hint.empty() ? e.what() : hint.c_str(),
+                 hint.empty() ? " (see kvlab --help)" : "");
+    return e.get_exit_code();
   }
   try {
     return action ? action() : 0;

@@ -53,7 +53,7 @@ grep -q "ratio comp/ref 1.00000" <<<"$out" || fail "fp16 perplexity ratio is not
 grep -q "top-1 agreement 1.0000" <<<"$out" || fail "fp16 top-1 agreement is not 1"
 lines=$(wc -l <"$TMP/fp16.csv")
 [ "$lines" -eq 33 ] || fail "fp16.csv: expected 33 lines (header + 32 steps), found $lines"
-head -1 "$TMP/fp16.csv" | grep -q "^compressor,mode,step,position,token_ref,token_comp,target,top1_ref,top1_comp,top1_agree,kl,hidden_rel,ce_ref,ce_comp,attn_rel_mean,compression_ratio,attn_rel_layer0,attn_rel_layer1$" \
+head -1 "$TMP/fp16.csv" | grep -q "^job_id,dump,compressor,mode,seed,step,position,token_ref,token_comp,target,top1_ref,top1_comp,shared_context,top1_agree,kl,hidden_rel,ce_ref,ce_comp,attn_rel_mean,compression_ratio,attn_rel_layer0,attn_rel_layer1$" \
   || fail "unexpected CSV header: $(head -1 "$TMP/fp16.csv")"
 $PY - "$TMP/fp16.csv" <<'PYEOF' || fail "fp16.csv content"
 import csv, sys
@@ -76,7 +76,26 @@ PYEOF
 # Free mode.
 out=$("$KVLAB" decode --model "$TMP/model.h5" --tokens "$TMP/tokens.txt" --compressor uniform-2bit:group=8 \
       --prompt-len 16 --mode free --steps 24)
-grep -Eq "free run: first divergence (at step [0-9]+|never)" <<<"$out" || fail "free mode summary missing"
+grep -Eq "steps to first divergence ([0-9]+|≥ 24 \(never diverged\)) of 24" <<<"$out" || fail "free mode summary missing"
+grep -q "the model file has no vocabulary" <<<"$out" || fail "free mode without a vocabulary should say so"
+
+# Several compressors and seeds against one reference: per-sample rows, one CSV, the mean with its interval.
+out=$("$KVLAB" decode --model "$TMP/model.h5" --tokens "$TMP/tokens.txt" -c fp16 -c uniform-2bit:group=8 \
+      -c kivi:bits=2,group=8,residual=8 --seed 0 --seed 5 --prompt-len 16 --csv "$TMP/multi.csv" -q)
+echo "$out"
+[ "$(grep -c "^tokens.txt " <<<"$out")" -eq 6 ] || fail "expected 6 per-sample rows (3 compressors x 2 seeds)"
+grep -q "Student t, dumps − 1 degrees of freedom" <<<"$out" || fail "aggregate table missing"
+[ "$(wc -l <"$TMP/multi.csv")" -eq $((1 + 6 * 32)) ] || fail "multi.csv: expected 1 + 6 x 32 lines"
+$PY - "$TMP/multi.csv" "$TMP/u1.csv" <<'PYEOF' || fail "multi.csv content"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert {r["seed"] for r in rows} == {"0", "5"}
+assert all(float(r["kl"]) == 0 for r in rows if r["compressor"] == "fp16")
+# The shared reference gives exactly the numbers of a separate run.
+alone = [r["kl"] for r in csv.DictReader(open(sys.argv[2]))]
+shared = [r["kl"] for r in rows if r["compressor"].startswith("uniform") and r["seed"] == "0"]
+assert alone == shared, (alone[:3], shared[:3])
+PYEOF
 
 # Errors are one line and name the problem.
 set +e
@@ -98,14 +117,22 @@ if [ -f "$SRC/data/tiny-lm/model.h5" ] && [ -f "$SRC/data/shakespeare-a.kvdump.h
   out=$("$KVLAB" decode --model "$SRC/data/tiny-lm/model.h5" --dump "$SRC/data/shakespeare-a.kvdump.h5" \
         --compressor fp16 --steps 32 -j 2)
   echo "$out"
-  grep -q "kv check vs .*reference keys/values match the dump" <<<"$out" || fail "bundled: kv check missing"
+  grep -Eq "K/V vs dump: max rel [0-9.e+-]+ \((keys|values) layer [0-9]\), tol 0.01: ok \(416 positions\)" <<<"$out" \
+    || fail "bundled: kv check line missing"
   grep -q "ratio comp/ref 1.00000" <<<"$out" || fail "bundled: fp16 not exact"
   # A mismatch beyond the tolerance is an error, not ignored.
   set +e
   err=$("$KVLAB" decode --model "$SRC/data/tiny-lm/model.h5" --dump "$SRC/data/shakespeare-a.kvdump.h5" \
-        --compressor fp16 --steps 2 --kv-atol 0 --kv-rtol 1e-7 2>&1); rc=$?
+        --compressor fp16 --steps 2 --kv-rtol 1e-6 2>&1); rc=$?
   set -e
-  [ $rc -ne 0 ] && grep -q "differ from the dump beyond float16 tolerance" <<<"$err" || fail "kv mismatch: $err"
+  [ $rc -ne 0 ] && grep -q "differ from the dump: relative norm .* over positions \[0, 384) exceeds the tolerance 1e-06" \
+    <<<"$err" || fail "kv mismatch: $err"
+  # Two dumps, free mode: the byte-level vocabulary prints both generations side by side.
+  out=$("$KVLAB" decode --model "$SRC/data/tiny-lm/model.h5" -d "$SRC/data/shakespeare-a.kvdump.h5" \
+        -d "$SRC/data/shakespeare-b.kvdump.h5" -c kivi-2bit --mode free --steps 24 -q)
+  echo "$out"
+  grep -q "reference (fp16 cache) *│ compressed (kivi-2bit)" <<<"$out" || fail "side-by-side generations missing"
+  grep -q "^kivi-2bit *2 " <<<"$out" || fail "aggregate over 2 dumps missing"
 else
   echo "SKIP: bundled model/dump not present"
 fi

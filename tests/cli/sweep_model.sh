@@ -34,6 +34,25 @@ for f in summary decode_steps steps layers; do
   cmp -s "$TMP/r/$f.csv" "$TMP/r2/$f.csv" || fail "$f.csv differs after resume"
 done
 
+# The K/V check's tolerance comes from decode: {kv_rtol: ...}: too tight fails every job on the dump
+# with the reason (the reference runs once), off skips the check.
+sed 's/decode: {mode: teacher, steps: 24}/decode: {mode: teacher, steps: 24, kv_rtol: 1e-6}/' "$TMP/s.yaml" > "$TMP/tight.yaml"
+"$KVLAB" sweep "$TMP/tight.yaml" -o "$TMP/tight" -q >/dev/null 2>&1
+/usr/bin/python3 - "$TMP/tight" <<'PY' || fail "tight kv_rtol: every job should fail with the check's message"
+import sys, pandas as pd
+s = pd.read_csv(sys.argv[1] + "/summary.csv")
+assert (s.status == "failed").all(), s.status
+assert s.error.str.contains("relative norm").all() and s.error.str.contains("exceeds the tolerance 1e-06").all()
+PY
+sed 's/decode: {mode: teacher, steps: 24}/decode: {mode: teacher, steps: 24, kv_rtol: off}/' "$TMP/s.yaml" > "$TMP/off.yaml"
+"$KVLAB" sweep "$TMP/off.yaml" -o "$TMP/off" -q >/dev/null || fail "kv_rtol: off"
+/usr/bin/python3 - "$TMP/off" "$TMP/r" <<'PY' || fail "kv_rtol: off should run unchecked, same numbers"
+import sys, pandas as pd
+off, on = (pd.read_csv(d + "/summary.csv").set_index("method") for d in sys.argv[1:])
+assert off.decode_kv_rel_max.isna().all() and (on.decode_kv_rel_max < 1e-3).all(), on.decode_kv_rel_max
+assert (off.decode_mean_kl == on.decode_mean_kl).all()
+PY
+
 # Errors before any work: decode without model, missing model, dump without tokens.
 expect() {
   local want=$1 yaml=$2
@@ -51,4 +70,8 @@ printf 'name: e\ndumps: [synth.h5]\nmodel: model.h5\ncompressors: [fp16]\n' > "$
 expect "needs the dump's /tokens" "$TMP/e3.yaml"
 printf 'name: e\ndumps: [a.h5]\nmodel: model.h5\ndecode: {mode: sideways}\ncompressors: [fp16]\n' > "$TMP/e4.yaml"
 expect "'decode.mode' must be teacher or free" "$TMP/e4.yaml"
+printf 'name: e\ndumps: [a.h5]\nmodel: model.h5\ndecode: {kv_rtol: -1}\ncompressors: [fp16]\n' > "$TMP/e5.yaml"
+expect "'decode.kv_rtol' must be a positive number or off" "$TMP/e5.yaml"
+printf 'name: e\ndumps: [a.h5]\nmodel: model.h5\ndecode: {kv_rtol: loose}\ncompressors: [fp16]\n' > "$TMP/e6.yaml"
+expect "'decode.kv_rtol' must be a positive number or off, got 'loose'" "$TMP/e6.yaml"
 echo "sweep model: ok"

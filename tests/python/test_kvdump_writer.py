@@ -17,7 +17,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from kvdump import read_kvdump, write_kvdump  # noqa: E402
+from kvdump import layer_attention, read_kvdump, write_kvdump  # noqa: E402
 
 
 def make(L=3, H=4, Hkv=2, T=10, d=8, seed=0):
@@ -128,6 +128,91 @@ class WriterTest(unittest.TestCase):
         write_kvdump(self.path, K, Vo, Q, prompt_len=3, dtype="float32")  # fine in float32
         self.assertEqual(read_kvdump(self.path)["values"][0][0, 0, 0], 1e6)
 
+    def test_attention_attributes(self):
+        K, V, Q, _ = make(L=3, d=8)
+        inv = [np.array([1.0, 0.1]), np.array([0.5, 0.05]), np.array([1.0, 0.1])]
+        write_kvdump(self.path, K, V, Q, prompt_len=6, rope_style="gptj", attn_scale=0.2, attn_logit_softcap=30.0,
+                     sliding_window=[4, None, 2], rope_inv_freq=inv, rotary_dim=4,
+                     rope_attention_scaling=[1.1, 1.1, 1.0], dtype="float32")
+        with h5py.File(self.path, "r") as f:
+            a = f.attrs
+            self.assertEqual(a["attn_scale"].dtype, np.float64)
+            self.assertEqual(float(a["attn_logit_softcap"]), 30.0)
+            self.assertEqual(int(a["rotary_dim"]), 4)
+            self.assertTrue(np.issubdtype(np.asarray(a["rotary_dim"]).dtype, np.integer))
+            self.assertEqual(float(a["rope_attention_scaling"]), 1.1)  # the most common value is the root's
+            self.assertEqual(f["rope_inv_freq"].dtype, np.float64)
+            np.testing.assert_array_equal(f["rope_inv_freq"][()], inv[0])
+            np.testing.assert_array_equal(f["layers/1/rope_inv_freq"][()], inv[1])  # override where different
+            self.assertNotIn("rope_inv_freq", f["layers/0"])
+            self.assertNotIn("rope_inv_freq", f["layers/2"])
+            self.assertEqual([f[f"layers/{i}"].attrs.get("sliding_window") for i in range(3)], [4, None, 2])
+            self.assertTrue(np.issubdtype(f["layers/0"].attrs["sliding_window"].dtype, np.integer))
+            self.assertEqual(float(f["layers/2"].attrs["rope_attention_scaling"]), 1.0)
+            self.assertNotIn("rope_attention_scaling", f["layers/0"].attrs)
+            self.assertNotIn("rope_theta", a)
+        d = read_kvdump(self.path)
+        at = [layer_attention(d, i) for i in range(3)]
+        self.assertEqual([x["window"] for x in at], [4, None, 2])
+        self.assertEqual({x["scale"] for x in at}, {0.2})
+        self.assertEqual({x["softcap"] for x in at}, {30.0})
+        self.assertEqual([x["rope"]["attention_scaling"] for x in at], [1.1, 1.1, 1.0])
+        for i in range(3):
+            np.testing.assert_array_equal(at[i]["rope"]["inv_freq"], inv[i])
+            self.assertEqual((at[i]["rope"]["rotary_dim"], at[i]["rope"]["style"]), (4, "gptj"))
+        # one array (or one list of numbers) for every layer; rotary_dim follows from it
+        write_kvdump(self.path, K, V, Q, prompt_len=6, rope_style="neox", rope_inv_freq=[1.0, 0.2, 0.04],
+                     sliding_window=5)
+        d = read_kvdump(self.path)
+        self.assertEqual(d["attrs"]["rotary_dim"], 6)
+        self.assertEqual(d["layer_rope_inv_freq"], [None, None, None])
+        self.assertEqual([la["sliding_window"] for la in d["layer_attrs"]], [5, 5, 5])
+
+    def test_attention_defaults_for_older_files(self):
+        K, V, Q, _ = make(d=8)
+        write_kvdump(self.path, K, V, Q, prompt_len=6, rope_theta=500.0, rope_style="neox")
+        at = layer_attention(read_kvdump(self.path), 1)
+        self.assertAlmostEqual(at["scale"], 8 ** -0.5)
+        self.assertIsNone(at["softcap"])
+        self.assertIsNone(at["window"])
+        self.assertEqual((at["rope"]["rotary_dim"], at["rope"]["style"], at["rope"]["attention_scaling"]),
+                         (8, "neox", 1.0))
+        np.testing.assert_allclose(at["rope"]["inv_freq"], 500.0 ** (-np.arange(0, 8, 2) / 8), rtol=1e-15)
+        write_kvdump(self.path, K, V, Q, prompt_len=6)
+        self.assertIsNone(layer_attention(read_kvdump(self.path), 0)["rope"])
+
+    def test_attention_validation_errors(self):
+        K, V, Q, _ = make(L=3, d=8)
+        w = lambda **kw: write_kvdump(self.path, K, V, Q, prompt_len=6, **kw)  # noqa: E731
+        self.assertRaisesMsg("attn_scale", lambda: w(attn_scale=0.0))
+        self.assertRaisesMsg("attn_logit_softcap", lambda: w(attn_logit_softcap=float("nan")))
+        self.assertRaisesMsg("sliding_window of layer 1", lambda: w(sliding_window=[4, 0, 4]))
+        self.assertRaisesMsg("sliding_window: expected one entry per layer", lambda: w(sliding_window=[4, 4]))
+        self.assertRaisesMsg("sliding_window of layer 0", lambda: w(sliding_window=2.5))
+        self.assertRaisesMsg("rotary_dim", lambda: w(rotary_dim=5))
+        self.assertRaisesMsg("rotary_dim", lambda: w(rotary_dim=10))
+        self.assertRaisesMsg("rope_inv_freq", lambda: w(rope_inv_freq=np.array([1.0, 0.1]), rotary_dim=6))
+        self.assertRaisesMsg("rope_inv_freq", lambda: w(rope_inv_freq=np.array([1.0, -0.1])))
+        self.assertRaisesMsg("rope_inv_freq", lambda: w(rope_inv_freq=np.ones(5)))  # 10 channels > head_dim 8
+        self.assertRaisesMsg("rope_inv_freq of layer 2",
+                             lambda: w(rope_inv_freq=[np.ones(2), np.ones(2), np.ones(3)]))
+        self.assertRaisesMsg("rope_attention_scaling", lambda: w(rope_attention_scaling=[1.0, -1.0, 1.0]))
+
+    def test_reader_rejects_bad_attention_attributes(self):
+        K, V, Q, _ = make(L=2, d=8)
+        write_kvdump(self.path, K, V, Q, prompt_len=6, rope_inv_freq=np.ones(4))
+        with h5py.File(self.path, "a") as f:
+            f.attrs["rotary_dim"] = np.int64(6)  # /rope_inv_freq now has the wrong length
+        with self.assertRaises(ValueError) as cm:
+            read_kvdump(self.path)
+        self.assertIn("/rope_inv_freq", str(cm.exception))
+        with h5py.File(self.path, "a") as f:
+            f.attrs["rotary_dim"] = np.int64(8)
+            f["layers/1"].attrs["sliding_window"] = np.int64(0)
+        with self.assertRaises(ValueError) as cm:
+            read_kvdump(self.path)
+        self.assertIn("/layers/1 attribute sliding_window", str(cm.exception))
+
     def test_kvlab_inspect(self):
         binary = os.environ.get("KVLAB_BIN", "")
         if not binary:
@@ -139,6 +224,12 @@ class WriterTest(unittest.TestCase):
         K, V, Q, tok = make(L=2, H=4, Hkv=2, T=40, d=16)
         write_kvdump(self.path, K, V, Q, prompt_len=32, tokens=tok, model="test", rope_theta=10000.0,
                      rope_style="neox")
+        r = subprocess.run([binary, "inspect", self.path], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, f"kvlab inspect failed:\n{r.stdout}\n{r.stderr}")
+        # every optional attention attribute present (per-layer overrides too): still a valid dump
+        write_kvdump(self.path, K, V, Q, prompt_len=32, tokens=tok, rope_style="gptj", attn_scale=0.1,
+                     attn_logit_softcap=50.0, sliding_window=[8, None], rotary_dim=8,
+                     rope_inv_freq=[np.ones(4), np.full(4, 0.5)], rope_attention_scaling=[1.2, 1.0])
         r = subprocess.run([binary, "inspect", self.path], capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, f"kvlab inspect failed:\n{r.stdout}\n{r.stderr}")
 

@@ -1,5 +1,5 @@
 #pragma once
-// The compressor contract (DESIGN.md §4).
+// The compressor contract (docs/adding-a-method.md walks through it).
 //
 // A Compressor is immutable, built from a spec, and thread-safe; it makes one
 // CacheState per block (one layer, one kv head). A CacheState is fed exactly as
@@ -63,14 +63,10 @@ struct CacheView {
   bool is_present(int i) const { return present == nullptr || (*present)[i] != 0; }
 };
 
-class CacheState {
+// The read side of one block's cache: what metrics and the model read.
+class CacheReader {
  public:
-  virtual ~CacheState() = default;
-
-  // K, V: [P × d] for positions [0, P); q: the group's prompt queries.
-  virtual void prefill(ConstMatrixRef keys, ConstMatrixRef values, const QueryGroup& q) = 0;
-  // One decode token at position size(): k, v: [1 × d]; q: the group's queries [1 × d].
-  virtual void append(ConstRowRef key, ConstRowRef value, const QueryGroup& q) = 0;
+  virtual ~CacheReader() = default;
 
   virtual int size() const = 0;  // positions fed so far
   virtual CacheView view() const = 0;
@@ -84,6 +80,37 @@ class CacheState {
   virtual bool keys_reconstructible() const { return true; }
 };
 
+// One block (layer, kv head), fed as an inference engine feeds its cache.
+class CacheState : public CacheReader {
+ public:
+  // K, V: [P × d] for positions [0, P); q: the group's prompt queries.
+  virtual void prefill(ConstMatrixRef keys, ConstMatrixRef values, const QueryGroup& q) = 0;
+  // One decode token at position size(): k, v: [1 × d]; q: the group's queries [1 × d].
+  virtual void append(ConstRowRef key, ConstRowRef value, const QueryGroup& q) = 0;
+};
+
+// Several kv heads of one layer fed together. A layer-scoped compressor
+// (Compressor::Scope::Layer) makes one for all kv heads of a layer, so its
+// decisions may span heads (a budget shared by the layer's heads, outliers
+// chosen across heads); block-scoped compressors are wrapped per head by
+// make_layer_state (layer_state.hpp). Entry h of every span is head h of the
+// state (kv head first_head + h of the layer).
+class LayerCacheState {
+ public:
+  virtual ~LayerCacheState() = default;
+
+  virtual int heads() const = 0;
+  // keys[h], values[h]: [P × d]; queries[h]: the group of head h.
+  virtual void prefill(std::span<const ConstMatrixRef> keys, std::span<const ConstMatrixRef> values,
+                       std::span<const QueryGroup> queries) = 0;
+  // One decode token of every head: keys[h], values[h]: [1 × d].
+  virtual void append(std::span<const ConstRowRef> keys, std::span<const ConstRowRef> values,
+                      std::span<const QueryGroup> queries) = 0;
+  // Head h's cache; its bits() are that head's share, and the shares of all
+  // heads add up to the layer's exact size.
+  virtual const CacheReader& head(int h) const = 0;
+};
+
 class Compressor {
  public:
   virtual ~Compressor() = default;
@@ -91,7 +118,16 @@ class Compressor {
   const std::string& method() const { return method_; }
   const std::string& spec() const { return spec_; }  // canonical, round-trippable
 
-  virtual std::unique_ptr<CacheState> new_state(const BlockContext& ctx) const = 0;
+  // Block: one state per (layer, kv head), replayed in parallel over heads.
+  // Layer: one state per layer holding all its kv heads (new_layer_state).
+  enum class Scope { Block, Layer };
+  virtual Scope scope() const { return Scope::Block; }
+
+  // Block scope: a state for block ctx (ctx.layer, ctx.kv_head).
+  virtual std::unique_ptr<CacheState> new_state(const BlockContext& ctx) const;
+  // Layer scope: a state for every kv head of layer ctx.layer (ctx.kv_head is
+  // unused).
+  virtual std::unique_ptr<LayerCacheState> new_layer_state(const BlockContext& ctx) const;
   virtual std::shared_ptr<const LayerCalibration> calibrate(const LayerView& /*layer*/,
                                                             const BlockContext& /*ctx*/) const {
     return nullptr;

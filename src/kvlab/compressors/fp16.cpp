@@ -1,5 +1,5 @@
 // fp16: the uncompressed baseline (every token kept as recorded).
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/stream_state.hpp"
 
 namespace kvlab::methods {

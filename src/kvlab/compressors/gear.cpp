@@ -13,13 +13,19 @@
 //     segment with its own groups, outliers and low-rank factors (rank_decode).
 // Recompress mode (recompress=true, what the released simulation code does):
 //   every n_b decode tokens the whole cache *as stored* (earlier reconstruction
-//   plus the FP16 tail) is compressed again as one segment with `rank`; bits =
-//   that segment + 16 bits per element still in FP16 (for KIVI-backbone keys,
-//   the t mod G newest keys).
+//   plus the FP16 tail) is compressed again as one segment with `rank_decode`
+//   (the released whole-cache path always passes its decode ranks, at the
+//   prompt too); bits = that segment + 16 bits per element still in FP16 (for
+//   KIVI-backbone keys, the t mod G newest keys).
+// compat_outliers=true (with sparsity > 0): the released code's outlier
+//   counts: keys k = ⌊H·d·s/2⌋ per channel of each head; values
+//   k = ⌊H·d·s/2⌋ per token across all H kv heads (gear_cross_head.hpp), so
+//   the compressor is layer-scoped: one GearCrossHeadState per layer.
 #include <optional>
 
 #include "kvlab/compressors/gear_codec.hpp"
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/gear_cross_head.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/recon_buffer.hpp"
 #include "kvlab/compressors/stream_state.hpp"
 #include "kvlab/core/error.hpp"
@@ -55,7 +61,7 @@ GearParts make_parts(const GearSettings& s, const BlockContext& ctx) {
     c->loop = s.loop;
   }
   if (s.compat_outliers && s.sparsity > 0.0)  // released code: k = ⌊H·d·s/2⌋ per key channel
-    k.outlier_count = static_cast<int>(static_cast<double>(ctx.num_kv_heads) * ctx.head_dim * s.sparsity / 2.0 + 1e-9);
+    k.outlier_count = released_outlier_count(ctx.num_kv_heads, ctx.head_dim, s.sparsity);
   GearParts p;
   p.key_block = kivi ? s.group : 1;
   p.keys = {std::make_shared<GearCodec>(k), {p.key_block, s.buffer, 0}};
@@ -89,6 +95,8 @@ class GearRecompressState : public CacheState {
   }
   int size() const override { return recon_.size(); }
   CacheView view() const override { return recon_.view(); }
+  // The next append compresses the whole cache again.
+  bool recompresses_on_next_append() const { return recon_.size() + 1 - last_ >= buffer_; }
   BitCount bits() const override {
     BitCount b = segment_bits_;
     const std::uint64_t fp16_rows = static_cast<std::uint64_t>(2 * recon_.size() - keys_done_ - values_done_);
@@ -102,7 +110,7 @@ class GearRecompressState : public CacheState {
     SegmentContext ctx = base_;
     ctx.tensor = tensor;
     ctx.segment_index = recompressions_;
-    ctx.prefill = true;  // the whole cache: `rank`
+    ctx.prefill = false;  // the released whole-cache path passes its decode ranks: `rank_decode`
     ctx.start = 0;
     scratch_.resize(rows.rows(), rows.cols());
     const BitCount b = codec.encode(rows, scratch_, ctx);
@@ -130,16 +138,95 @@ class GearRecompressState : public CacheState {
   Matrix scratch_;
 };
 
-class GearCompressor : public Compressor {
+std::unique_ptr<CacheState> gear_head_state(const GearSettings& s, const BlockContext& ctx, GearParts parts) {
+  if (s.recompress) return std::make_unique<GearRecompressState>(ctx, std::move(parts), s.buffer);
+  return std::make_unique<StreamCacheState>(ctx, parts.keys, parts.values);
+}
+
+// compat_outliers=true: every kv head of a layer, with value outliers chosen
+// across heads. Each head is an ordinary GEAR state whose value codec is the
+// layer's CrossHeadValueCodec; before a value segment is encoded (the prompt,
+// then every n_b tokens), this state gathers that segment's rows of every
+// head — exactly what each head's codec will be given — and chooses the
+// outliers for all of them.
+class GearCrossHeadState : public LayerCacheState {
  public:
-  explicit GearCompressor(GearSettings s) : s_(s) {}
-  std::unique_ptr<CacheState> new_state(const BlockContext& ctx) const override {
-    GearParts parts = make_parts(s_, ctx);
-    if (s_.recompress) return std::make_unique<GearRecompressState>(ctx, std::move(parts), s_.buffer);
-    return std::make_unique<StreamCacheState>(ctx, parts.keys, parts.values);
+  GearCrossHeadState(const GearSettings& s, const BlockContext& ctx)
+      : s_(s), k_(released_outlier_count(ctx.num_kv_heads, ctx.head_dim, s.sparsity)) {
+    const bool kivi = s.backbone == Backbone::Kivi;
+    codec_ = std::make_shared<CrossHeadValueCodec>(QuantConfig{s.bits, QuantAxis::PerToken, kivi ? s.group : 0},
+                                                   s.rank, s.rank_decode, s.loop);
+    for (int j = 0; j < ctx.num_kv_heads; ++j) {
+      BlockContext c = ctx;
+      c.kv_head = j;
+      GearParts parts = make_parts(s, c);
+      parts.values.codec = codec_;
+      heads_.push_back(gear_head_state(s, c, std::move(parts)));
+    }
+  }
+
+  int heads() const override { return static_cast<int>(heads_.size()); }
+  const CacheReader& head(int h) const override { return *heads_[static_cast<std::size_t>(h)]; }
+
+  void prefill(std::span<const ConstMatrixRef> keys, std::span<const ConstMatrixRef> values,
+               std::span<const QueryGroup> queries) override {
+    codec_->set_selection(select_outliers_across_heads(values, k_));  // the prompt is one value segment
+    for (std::size_t j = 0; j < heads_.size(); ++j) heads_[j]->prefill(keys[j], values[j], queries[j]);
+    codec_->check_used();
+  }
+
+  void append(std::span<const ConstRowRef> keys, std::span<const ConstRowRef> values,
+              std::span<const QueryGroup> queries) override {
+    const bool segment = value_segment_on_next_append();
+    if (segment) {
+      std::vector<Matrix> rows;
+      for (std::size_t j = 0; j < heads_.size(); ++j) rows.push_back(next_segment_rows(j, values[j]));
+      const std::vector<ConstMatrixRef> refs(rows.begin(), rows.end());
+      codec_->set_selection(select_outliers_across_heads(refs, k_));
+    }
+    for (std::size_t j = 0; j < heads_.size(); ++j) heads_[j]->append(keys[j], values[j], queries[j]);
+    if (segment) codec_->check_used();
   }
 
  private:
+  bool value_segment_on_next_append() const {
+    if (s_.recompress) return static_cast<const GearRecompressState&>(*heads_.front()).recompresses_on_next_append();
+    const auto& stream = static_cast<const StreamCacheState&>(*heads_.front()).value_stream();
+    return stream.fp16_tokens() + 1 >= s_.buffer;  // policy {1, n_b, 0}: the whole FP16 tail
+  }
+  // Head j's value rows of the segment the next append encodes: the whole
+  // cache as stored (recompress) or the FP16 tail (streaming), plus the new row.
+  Matrix next_segment_rows(std::size_t j, ConstRowRef value) const {
+    const CacheView v = heads_[j]->view();
+    const int t = v.tokens();
+    const int from = s_.recompress ? 0 : static_cast<const StreamCacheState&>(*heads_[j]).value_stream().compressed_tokens();
+    Matrix rows(t - from + 1, v.values.cols());
+    rows.topRows(t - from) = v.values.middleRows(from, t - from);
+    rows.bottomRows(1) = value;
+    return rows;
+  }
+
+  GearSettings s_;
+  int k_;
+  std::shared_ptr<CrossHeadValueCodec> codec_;
+  std::vector<std::unique_ptr<CacheState>> heads_;
+};
+
+class GearCompressor : public Compressor {
+ public:
+  explicit GearCompressor(GearSettings s) : s_(s) {}
+  Scope scope() const override { return cross_head() ? Scope::Layer : Scope::Block; }
+  std::unique_ptr<CacheState> new_state(const BlockContext& ctx) const override {
+    KVLAB_ASSERT(!cross_head());
+    return gear_head_state(s_, ctx, make_parts(s_, ctx));
+  }
+  std::unique_ptr<LayerCacheState> new_layer_state(const BlockContext& ctx) const override {
+    KVLAB_ASSERT(cross_head());
+    return std::make_unique<GearCrossHeadState>(s_, ctx);
+  }
+
+ private:
+  bool cross_head() const { return s_.compat_outliers && s_.sparsity > 0.0; }
   GearSettings s_;
 };
 
@@ -155,19 +242,30 @@ struct GearVariant {
 MethodInfo gear_method(const GearVariant& var) {
   std::vector<ParamSpec> ps = {{"bits", ParamType::Int, "2", "backbone bits per element", 1, 8}};
   const bool kcvt_only = var.backbone == Backbone::Kcvt;
-  if (!kcvt_only)
-    ps.push_back({"group", ParamType::Int, "64",
-                  "G: KIVI backbone group (tokens for keys, channels for values); unused with kcvt", 1, 65536});
+  if (!kcvt_only) {
+    ParamSpec group{"group", ParamType::Int, "64", "G: KIVI backbone group (tokens for keys, channels for values)", 1,
+                    65536};
+    if (!var.backbone) group = std::move(group).only_when(when_equals("backbone", {"kivi"}));
+    ps.push_back(std::move(group));
+  }
   if (var.sparse) {
     ps.push_back({"sparsity", ParamType::Float, "0.02",
                   "s: outlier fraction per vector (k = floor(s*m/2) largest and smallest kept FP16)", 0, 1});
-    ps.push_back({"compat_outliers", ParamType::Bool, "false",
-                  "released-code key outlier count k = floor(H*d*s/2) per channel (H = kv heads)"});
+    ps.push_back(ParamSpec{"compat_outliers", ParamType::Bool, "false",
+                           "released-code outliers: k = floor(H*d*s/2) per key channel, and per token across all "
+                           "H kv heads for values (layer-scoped)"}
+                     .only_when(when_positive("sparsity")));
   }
   if (var.lowrank) {
-    ps.push_back({"rank", ParamType::Int, "4", "r: low-rank rank for the prefill segment", 0, 4096});
-    ps.push_back({"rank_decode", ParamType::Int, "2", "low-rank rank for decode segments", 0, 4096});
-    ps.push_back({"loop", ParamType::Int, "3", "power-iteration steps", 1, 100});
+    const ParamCondition streaming = when_equals("recompress", {"false"});
+    ps.push_back(ParamSpec{"rank", ParamType::Int, "4", "r: low-rank rank for the prefill segment", 0, 4096}.only_when(
+        streaming));
+    ps.push_back({"rank_decode", ParamType::Int, "2",
+                  "low-rank rank for decode segments; with recompress=true for every whole-cache compression "
+                  "(the released code's decode ranks)",
+                  0, 4096});
+    ps.push_back(ParamSpec{"loop", ParamType::Int, "3", "power-iteration steps", 1, 100}.only_when(
+        any_of({all_of({when_positive("rank"), streaming}), when_positive("rank_decode")})));
   }
   ps.push_back({"buffer", ParamType::Int, "64", "n_b: decode tokens kept FP16 before forming a segment", 1, 65536});
   if (!var.backbone)

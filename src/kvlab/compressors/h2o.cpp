@@ -3,9 +3,9 @@
 
 #include <algorithm>
 
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 
 namespace kvlab {
 
@@ -86,8 +86,10 @@ class H2oCompressor : public Compressor {
 }  // namespace
 
 std::vector<ParamSpec> h2o_params() {
-  return {{"heavy", ParamType::Float, "0.1", "heavy-hitter budget as a fraction of the prompt length", 0, 1},
-          {"recent", ParamType::Float, "0.1", "recent-window budget as a fraction of the prompt length", 0, 1},
+  return {ParamSpec{"heavy", ParamType::Float, "0.1", "heavy-hitter budget as a fraction of the prompt length", 0, 1}
+              .only_when(when_zero("heavy_tokens")),
+          ParamSpec{"recent", ParamType::Float, "0.1", "recent-window budget as a fraction of the prompt length", 0, 1}
+              .only_when(when_zero("recent_tokens")),
           {"heavy_tokens", ParamType::Int, "0", "absolute heavy budget (overrides heavy when > 0)", 0, 1 << 24},
           {"recent_tokens", ParamType::Int, "0", "absolute recent budget (overrides recent when > 0)", 0, 1 << 24}};
 }

@@ -19,7 +19,7 @@
 // its first segment (the codebook is shared by the layer's heads, so this
 // over-counts by at most (num_kv_heads − 1)·2·2^b·16 bits per layer; stated
 // choice: exact and simple).
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/stream_state.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/quant/nonuniform.hpp"

@@ -132,6 +132,47 @@ const std::string& ParamValues::text(const std::string& name) const {
   return it->second;
 }
 
+std::map<std::string, std::string> ParamValues::applicable() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, value] : values_)
+    if (!inapplicable_.count(name)) out.emplace(name, value);
+  return out;
+}
+
+ParamCondition when_equals(std::string param, std::vector<std::string> values) {
+  std::string text = param + "=" + fmt::format("{}", fmt::join(values, "|"));
+  return {[param, values](const ParamValues& v) {
+            return std::find(values.begin(), values.end(), v.text(param)) != values.end();
+          },
+          std::move(text)};
+}
+
+ParamCondition when_zero(std::string param) {
+  return {[param](const ParamValues& v) { return std::stod(v.text(param)) == 0.0; }, param + "=0"};
+}
+
+ParamCondition when_positive(std::string param) {
+  return {[param](const ParamValues& v) { return std::stod(v.text(param)) > 0.0; }, param + ">0"};
+}
+
+ParamCondition all_of(std::vector<ParamCondition> conditions) {
+  std::vector<std::string> texts;
+  for (const auto& c : conditions) texts.push_back(c.text.find(' ') == std::string::npos ? c.text : "(" + c.text + ")");
+  return {[conditions](const ParamValues& v) {
+            return std::all_of(conditions.begin(), conditions.end(), [&](const auto& c) { return c.holds(v); });
+          },
+          fmt::format("{}", fmt::join(texts, " and "))};
+}
+
+ParamCondition any_of(std::vector<ParamCondition> conditions) {
+  std::vector<std::string> texts;
+  for (const auto& c : conditions) texts.push_back(c.text.find(' ') == std::string::npos ? c.text : "(" + c.text + ")");
+  return {[conditions](const ParamValues& v) {
+            return std::any_of(conditions.begin(), conditions.end(), [&](const auto& c) { return c.holds(v); });
+          },
+          fmt::format("{}", fmt::join(texts, " or "))};
+}
+
 int ParamValues::get_int(const std::string& name) const { return std::stoi(text(name)); }
 double ParamValues::get_float(const std::string& name) const { return std::stod(text(name)); }
 bool ParamValues::get_bool(const std::string& name) const { return text(name) == "true"; }

@@ -1,7 +1,7 @@
 // pyramidkv: PyramidKV's per-layer budget schedule on top of SnapKV or H2O
 // (REFERENCE: PyramidKV), docs/methods/droppers.md.
 #include "kvlab/compressors/h2o.hpp"
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
 
 namespace kvlab::methods {
@@ -15,8 +15,16 @@ MethodInfo pyramidkv() {
                                 {"beta", ParamType::Float, "20",
                                  "last layer's selectable budget = flat / beta (layer 0 gets 2*flat - flat/beta)", 1,
                                  1e9}};
-  for (auto& p : snapkv_params()) params.push_back(p);
-  for (auto& p : h2o_params()) params.push_back(p);
+  // Each base's parameters apply only with that base (and their own conditions).
+  auto with_base = [&](std::vector<ParamSpec> base_params, const char* base) {
+    for (auto& p : base_params) {
+      ParamCondition c = when_equals("base", {base});
+      if (!p.applies.always()) c = all_of({c, p.applies});
+      params.push_back(std::move(p).only_when(std::move(c)));
+    }
+  };
+  with_base(snapkv_params(), "snapkv");
+  with_base(h2o_params(), "h2o");
   params.push_back(inner_param());
   return {"pyramidkv", "drop",
           "PyramidKV: SnapKV/H2O with a per-layer budget decreasing linearly with depth (same total)",

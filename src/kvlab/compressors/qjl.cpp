@@ -17,10 +17,10 @@
 #include <numbers>
 
 #include "kvlab/compressors/compressed_stream.hpp"
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/fp16.hpp"
 #include "kvlab/core/rng.hpp"
-#include "kvlab/quant/quant_codec.hpp"
+#include "kvlab/compressors/quant_codec.hpp"
 
 namespace kvlab {
 

@@ -51,13 +51,17 @@ const MethodInfo& Registry::get(std::string_view name) const {
        fmt::join(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(methods_.size()), ", "));
 }
 
-ResolvedSpec Registry::resolve_text(const SpecText& text, const std::string& where, int depth) const {
+ResolvedSpec Registry::resolve_text(const SpecText& text, const std::string& where, int depth,
+                                    const std::set<std::string>& soft) const {
   if (depth > 8) fail("{}: presets or nested specs nest too deeply", where);
   // A preset expands to its spec; parameters given here override the preset's.
   for (const auto& preset : presets_) {
     if (preset.name != text.method) continue;
     SpecText merged = parse_spec_text(preset.spec);
+    std::set<std::string> preset_set;
+    for (const auto& kv : merged.params) preset_set.insert(kv.first);
     for (const auto& [name, value] : text.params) {
+      preset_set.erase(name);
       auto it = std::find_if(merged.params.begin(), merged.params.end(),
                              [&name = name](const auto& kv) { return kv.first == name; });
       if (it != merged.params.end())
@@ -65,7 +69,7 @@ ResolvedSpec Registry::resolve_text(const SpecText& text, const std::string& whe
       else
         merged.params.emplace_back(name, value);
     }
-    return resolve_text(merged, where, depth + 1);
+    return resolve_text(merged, where, depth + 1, preset_set);
   }
 
   const MethodInfo& method = [&]() -> const MethodInfo& {
@@ -87,10 +91,24 @@ ResolvedSpec Registry::resolve_text(const SpecText& text, const std::string& whe
     if (it->type == ParamType::Spec) canonical = resolve_text(parse_spec_text(value), where, depth + 1).canonical;
     values[name] = canonical;
   }
+  // Parameters with no effect in this configuration: an error when the user set
+  // one, and left out of the canonical spec either way.
+  const ParamValues all(values);
+  std::set<std::string> inapplicable;
+  for (const auto& p : method.params) {
+    if (p.applies.holds(all)) continue;
+    inapplicable.insert(p.name);
+    const bool given = std::any_of(text.params.begin(), text.params.end(), [&](const auto& kv) { return kv.first == p.name; });
+    if (given && !soft.count(p.name))
+      fail("{}: parameter '{}' has no effect here ({} uses it only with {}); remove it", where, p.name, method.name,
+           p.applies.text);
+  }
   SpecText canonical{method.name, {}};
   for (const auto& p : method.params)
-    if (p.type != ParamType::Spec || !values[p.name].empty()) canonical.params.emplace_back(p.name, values[p.name]);
-  return ResolvedSpec{&method, ParamValues(std::move(values)), format_spec_text(canonical)};
+    if (!inapplicable.count(p.name) && (p.type != ParamType::Spec || !values[p.name].empty()) &&
+        !(p.omit_default && values[p.name] == p.default_value))
+      canonical.params.emplace_back(p.name, values[p.name]);
+  return ResolvedSpec{&method, ParamValues(std::move(values), std::move(inapplicable)), format_spec_text(canonical)};
 }
 
 ResolvedSpec Registry::resolve(std::string_view spec) const {

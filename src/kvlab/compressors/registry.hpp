@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,7 +65,10 @@ class Registry {
   std::string canonical(std::string_view spec) const { return resolve(spec).canonical; }
 
  private:
-  ResolvedSpec resolve_text(const SpecText& text, const std::string& where, int depth) const;
+  // `soft`: parameters a preset set (not the user): dropped silently where they
+  // have no effect, where a parameter the user set is an error.
+  ResolvedSpec resolve_text(const SpecText& text, const std::string& where, int depth,
+                            const std::set<std::string>& soft = {}) const;
 
   std::vector<MethodInfo> methods_;
   std::vector<Preset> presets_;

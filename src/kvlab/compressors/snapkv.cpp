@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "kvlab/compressors/h2o.hpp"
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/core/error.hpp"
-#include "kvlab/metrics/attention_scores.hpp"
+#include "kvlab/attention/scores.hpp"
 
 namespace kvlab {
 
@@ -81,8 +81,10 @@ class SnapKvCompressor : public Compressor {
 std::vector<ParamSpec> snapkv_params() {
   return {{"window", ParamType::Int, "32", "w: observation window (last prompt queries; always kept)", 1, 1 << 20},
           {"kernel", ParamType::Int, "7", "pooling kernel along tokens (odd)", 1, 1025},
-          {"pool", ParamType::Choice, "max", "pooling of the votes", 0, 0, {"max", "avg"}},
-          {"capacity", ParamType::Int, "1024", "C: prompt tokens kept, window included", 1, 1 << 24},
+          ParamSpec{"pool", ParamType::Choice, "max", "pooling of the votes", 0, 0, {"max", "avg"}}.only_when(
+              {[](const ParamValues& v) { return v.get_int("kernel") > 1; }, "kernel>1"}),
+          ParamSpec{"capacity", ParamType::Int, "1024", "C: prompt tokens kept, window included", 1, 1 << 24}.only_when(
+              when_zero("capacity_ratio")),
           {"capacity_ratio", ParamType::Float, "0", "C as a fraction of the prompt length (overrides capacity when > 0)",
            0, 1}};
 }

@@ -2,7 +2,7 @@
 // StreamingLLM), docs/methods/droppers.md.
 #include <algorithm>
 
-#include "kvlab/compressors/methods.hpp"
+#include "kvlab/compressors/registry.hpp"
 #include "kvlab/compressors/token_dropper.hpp"
 
 namespace kvlab {
@@ -61,8 +61,10 @@ namespace methods {
 MethodInfo streaming() {
   return {"streaming", "drop", "StreamingLLM: keep the first `sinks` tokens and a sliding window of the newest",
           {{"sinks", ParamType::Int, "4", "attention-sink tokens kept at the start", 0, 1 << 20},
-           {"window", ParamType::Float, "0.2",
-            "total budget as a fraction of the prompt: the window holds max(1, floor(window*P) - sinks) tokens", 0, 1},
+           ParamSpec{"window", ParamType::Float, "0.2",
+                     "total budget as a fraction of the prompt: the window holds max(1, floor(window*P) - sinks) tokens",
+                     0, 1}
+               .only_when(when_zero("window_tokens")),
            {"window_tokens", ParamType::Int, "0", "absolute window length (overrides window when > 0)", 0, 1 << 24},
            inner_param()},
           [](const ParamValues& p, const Registry& r) -> std::unique_ptr<Compressor> {

@@ -40,6 +40,8 @@ TokenStore token_store_from(const ParamValues& p, const Registry& registry, cons
   const std::string& name = r.method->name;
   if (name == "fp16") return {};
   if (name == "uniform") {
+    if (r.values.get_choice("rotation") != "none")
+      fail("{}: inner=({}): a dropper's per-token store does not rotate; use rotation=none", method, r.canonical);
     const QuantAxis axis = parse_quant_axis(r.values.get_choice("axis"));
     if (axis == QuantAxis::PerToken)
       return TokenStore{QuantConfig{r.values.get_int("bits"), QuantAxis::PerToken, r.values.get_int("group")}};

@@ -1,8 +1,9 @@
-// uniform: group quantization of K and V on the same axis (FlexGen/Atom-style).
-#include "kvlab/compressors/methods.hpp"
-#include "kvlab/compressors/stream_compressor.hpp"
+// uniform: group quantization of K and V on the same axis (FlexGen/Atom-style),
+// optionally in a rotated basis (rotated_codec.hpp, docs/methods/rotation.md).
+#include "kvlab/compressors/registry.hpp"
+#include "kvlab/compressors/rotated_codec.hpp"
 #include "kvlab/core/error.hpp"
-#include "kvlab/quant/quant_codec.hpp"
+#include "kvlab/compressors/quant_codec.hpp"
 
 namespace kvlab::methods {
 
@@ -26,12 +27,14 @@ MethodInfo uniform() {
            {"group", ParamType::Int, "64", "group size along the axis (0 = whole axis)", 0, 65536},
            {"axis", ParamType::Choice, "token", "token: groups of channels per token; channel: groups of tokens",
             0, 0, {"token", "channel"}},
-           {"buffer", ParamType::Int, "64", "decode tokens kept FP16 before a whole-axis per-channel segment",
-            1, 65536}},
+           ParamSpec{"buffer", ParamType::Int, "64", "decode tokens kept FP16 before a whole-axis per-channel segment",
+                     1, 65536}
+               .only_when(all_of({when_equals("axis", {"channel"}), when_zero("group")})),
+           rotation_param()},
           [](const ParamValues& p, const Registry&) -> std::unique_ptr<Compressor> {
             const QuantConfig q{p.get_int("bits"), parse_quant_axis(p.get_choice("axis")), p.get_int("group")};
             const StreamSpec s{std::make_shared<QuantCodec>(q), policy_for(q, p.get_int("buffer"))};
-            return std::make_unique<StreamCompressor>(s, s);
+            return make_stream_compressor(s, s, parse_rotation_kind(p.get_choice("rotation")));
           }};
 }
 

@@ -1,7 +1,9 @@
 #pragma once
-// A single progress line on stderr ("label  done/total  rate  ETA"), redrawn
-// at most ~5 times a second. Silent when disabled (--quiet) or when stderr is
-// not a terminal. Thread-safe: any thread may call advance().
+// Progress on stderr ("label  done/total  rate  ETA"): on a terminal one line
+// redrawn at most ~5 times a second; otherwise (a batch system's log) a plain
+// line every 10 s (KVLAB_PROGRESS_INTERVAL seconds, if set) and none for work
+// shorter than that. Silent when disabled (--quiet). Thread-safe: any thread
+// may call advance().
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -29,6 +31,8 @@ class Progress {
   std::string label_;
   long long total_;
   bool enabled_;
+  bool terminal_;
+  std::chrono::milliseconds interval_;
   std::string unit_;
   std::atomic<long long> done_{0};
   std::mutex mutex_;

@@ -247,7 +247,7 @@ LayerData DumpReader::read_layer(int layer, bool with_queries, int max_tokens) c
 
 std::vector<std::int64_t> DumpReader::read_tokens() const {
   const DumpInfo& info = impl_->info;
-  if (!info.has_tokens) fail("{}: missing dataset /tokens (the dump records no token ids)", info.path);
+  if (!info.has_tokens) fail_file("{}: missing dataset /tokens (the dump records no token ids)", info.path);
   return impl_->load_tokens();
 }
 

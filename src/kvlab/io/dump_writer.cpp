@@ -29,7 +29,7 @@ DumpWriter::DumpWriter(const std::string& path, const DumpInfo& info, DumpWriteO
   // The HDF5 1.8 object format (default "earliest" bounds) keeps files
   // readable by every h5py/HDF5 version.
   file_ = FileHandle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
-  if (!file_) fail("{}: cannot create HDF5 file ({})", path, last_hdf5_error());
+  if (!file_) fail_file("{}: cannot create HDF5 file ({})", path, last_hdf5_error());
   half_type_ = make_float16_type();
   const hid_t f = file_.get();
   write_string_attribute(f, "format", "kvdump", path);
@@ -46,7 +46,7 @@ DumpWriter::DumpWriter(const std::string& path, const DumpInfo& info, DumpWriteO
     if (info.rope->style != RopeStyle::None) write_string_attribute(f, "rope_style", to_string(info.rope->style), path);
   }
   GroupHandle layers(H5Gcreate2(f, "/layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  if (!layers) fail("{}: cannot create group /layers ({})", path, last_hdf5_error());
+  if (!layers) fail_file("{}: cannot create group /layers ({})", path, last_hdf5_error());
   written_.assign(static_cast<std::size_t>(info.num_layers), false);
 }
 
@@ -57,7 +57,7 @@ void DumpWriter::close() {
   for (int layer = 0; layer < info_.num_layers; ++layer)
     if (!written_[static_cast<std::size_t>(layer)])
       fail("{}: layer {} was never written (the dump would be invalid)", path_, layer);
-  if (H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) < 0) fail("{}: flush failed ({})", path_, last_hdf5_error());
+  if (H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) < 0) fail_file("{}: flush failed ({})", path_, last_hdf5_error());
   half_type_.reset();
   file_.reset();
 }
@@ -75,7 +75,7 @@ void DumpWriter::write_layer(const LayerData& data) {
 
   const std::string group_path = fmt::format("/layers/{}", layer);
   GroupHandle group(H5Gcreate2(file_.get(), group_path.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  if (!group) fail("{}: cannot create group {} ({})", path_, group_path, last_hdf5_error());
+  if (!group) fail_file("{}: cannot create group {} ({})", path_, group_path, last_hdf5_error());
   write_tensor(group.get(), "keys", data.keys, info_.num_kv_heads, layer);
   write_tensor(group.get(), "values", data.values, info_.num_kv_heads, layer);
   if (info_.has_queries) write_tensor(group.get(), "queries", data.queries, info_.num_heads, layer);
@@ -103,7 +103,7 @@ void DumpWriter::write_tensor(hid_t group, const char* name, const std::vector<M
   DataspaceHandle file_space(H5Screate_simple(3, dims, nullptr));
   const hid_t file_type = options_.float16 ? half_type_.get() : H5T_IEEE_F32LE;
   DatasetHandle ds(H5Dcreate2(group, name, file_type, file_space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  if (!ds) fail("{}: cannot create dataset {} ({})", path_, ds_path, last_hdf5_error());
+  if (!ds) fail_file("{}: cannot create dataset {} ({})", path_, ds_path, last_hdf5_error());
   const hsize_t mem_dims[2] = {static_cast<hsize_t>(T), static_cast<hsize_t>(d)};
   DataspaceHandle mem_space(H5Screate_simple(2, mem_dims, nullptr));
   const std::size_t n = static_cast<std::size_t>(T) * static_cast<std::size_t>(d);
@@ -129,7 +129,7 @@ void DumpWriter::write_tensor(hid_t group, const char* name, const std::vector<M
     } else {
       status = H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, m.data());
     }
-    if (status < 0) fail("{}: writing {} head {} failed ({})", path_, ds_path, h, last_hdf5_error());
+    if (status < 0) fail_file("{}: writing {} head {} failed ({})", path_, ds_path, h, last_hdf5_error());
   }
 }
 
@@ -142,7 +142,7 @@ void DumpWriter::write_tokens(const std::vector<std::int64_t>& tokens) {
   DatasetHandle ds(H5Dcreate2(file_.get(), "/tokens", H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
                               H5P_DEFAULT));
   if (!ds || H5Dwrite(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data()) < 0)
-    fail("{}: cannot write /tokens ({})", path_, last_hdf5_error());
+    fail_file("{}: cannot write /tokens ({})", path_, last_hdf5_error());
 }
 
 }  // namespace kvlab

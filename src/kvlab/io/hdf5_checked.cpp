@@ -78,26 +78,26 @@ CheckedFile::CheckedFile(const std::string& path, const char* kind) : path_(path
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) fail("{}: no such file", path);
-  if (fs::is_directory(status)) fail("{}: is a directory, expected a {} HDF5 file", path, kind);
+  if (!fs::exists(status)) fail_file("{}: no such file", path);
+  if (fs::is_directory(status)) fail_file("{}: is a directory, expected a {} HDF5 file", path, kind);
   if (std::FILE* probe = std::fopen(path.c_str(), "rb")) {
     std::fclose(probe);
   } else {
-    fail("{}: cannot be read ({})", path, std::strerror(errno));
+    fail_file("{}: cannot be read ({})", path, std::strerror(errno));
   }
-  if (!fs::is_regular_file(status)) fail("{}: not a regular file, expected a {} HDF5 file", path, kind);
+  if (!fs::is_regular_file(status)) fail_file("{}: not a regular file, expected a {} HDF5 file", path, kind);
   file_size_ = fs::file_size(path, ec);
-  if (ec || file_size_ == 0) fail("{}: not an HDF5 file (the file is empty)", path);
+  if (ec || file_size_ == 0) fail_file("{}: not an HDF5 file (the file is empty)", path);
   note_reading("the file header (superblock)");
-  if (H5Fis_hdf5(path.c_str()) <= 0) fail("{}: not an HDF5 file (no HDF5 signature found)", path);
+  if (H5Fis_hdf5(path.c_str()) <= 0) fail_file("{}: not an HDF5 file (no HDF5 signature found)", path);
   file_ = FileHandle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file_) {
     const std::string reason = last_hdf5_error();
-    fail("{}: HDF5 file is truncated or corrupt, cannot be opened ({})", path, reason.empty() ? "unknown" : reason);
+    fail_file("{}: HDF5 file is truncated or corrupt, cannot be opened ({})", path, reason.empty() ? "unknown" : reason);
   }
 }
 
-void CheckedFile::bad(const std::string& what) const { fail("{}: {}", path_, what); }
+void CheckedFile::bad(const std::string& what) const { fail_file("{}: {}", path_, what); }
 
 void CheckedFile::check_plain_path(const std::string& path) const {
   for (const std::string& prefix : path_prefixes(path)) {

@@ -25,10 +25,10 @@ AttributeHandle open_single(hid_t object, const std::string& name, const std::st
   note_reading(object_path.empty() || object_path == "/" ? fmt::format("root attribute '{}'", name)
                                                          : fmt::format("attribute '{}' of {}", name, object_path));
   AttributeHandle attr(H5Aopen(object, name.c_str(), H5P_DEFAULT));
-  if (!attr) fail("{}: cannot be opened ({})", where(file, object_path, name), last_hdf5_error());
+  if (!attr) fail_file("{}: cannot be opened ({})", where(file, object_path, name), last_hdf5_error());
   DataspaceHandle space(H5Aget_space(attr.get()));
   const hssize_t n = space ? H5Sget_simple_extent_npoints(space.get()) : -1;
-  if (n != 1) fail("{}: expected a single value, found {} elements", where(file, object_path, name), n);
+  if (n != 1) fail_file("{}: expected a single value, found {} elements", where(file, object_path, name), n);
   return attr;
 }
 
@@ -45,20 +45,20 @@ std::optional<std::int64_t> read_int_attribute(hid_t object, const std::string& 
   AttributeHandle attr = open_single(object, name, file, object_path);
   DatatypeHandle type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_INTEGER)
-    fail("{}: expected an integer, found {}", where(file, object_path, name), describe_type(type.get()));
+    fail_file("{}: expected an integer, found {}", where(file, object_path, name), describe_type(type.get()));
   // Read through a 64-bit memory type of the attribute's signedness; HDF5
   // converts any width and byte order.
   if (H5Tget_sign(type.get()) == H5T_SGN_NONE) {
     std::uint64_t value = 0;
     if (H5Aread(attr.get(), H5T_NATIVE_UINT64, &value) < 0)
-      fail("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
+      fail_file("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
     if (value > static_cast<std::uint64_t>(INT64_MAX))
-      fail("{}: expected an integer that fits in int64, found {}", where(file, object_path, name), value);
+      fail_file("{}: expected an integer that fits in int64, found {}", where(file, object_path, name), value);
     return static_cast<std::int64_t>(value);
   }
   std::int64_t value = 0;
   if (H5Aread(attr.get(), H5T_NATIVE_INT64, &value) < 0)
-    fail("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
+    fail_file("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
   return value;
 }
 
@@ -69,10 +69,10 @@ std::optional<double> read_float_attribute(hid_t object, const std::string& name
   DatatypeHandle type(H5Aget_type(attr.get()));
   const H5T_class_t cls = H5Tget_class(type.get());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-    fail("{}: expected a number, found {}", where(file, object_path, name), describe_type(type.get()));
+    fail_file("{}: expected a number, found {}", where(file, object_path, name), describe_type(type.get()));
   double value = 0;
   if (H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &value) < 0)
-    fail("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
+    fail_file("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
   return value;
 }
 
@@ -82,12 +82,12 @@ std::optional<std::string> read_string_attribute(hid_t object, const std::string
   AttributeHandle attr = open_single(object, name, file, object_path);
   DatatypeHandle type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_STRING)
-    fail("{}: expected a string, found {}", where(file, object_path, name), describe_type(type.get()));
+    fail_file("{}: expected a string, found {}", where(file, object_path, name), describe_type(type.get()));
   if (H5Tis_variable_str(type.get()) > 0) return read_vlen_string_attribute(attr.get(), where(file, object_path, name));
   const std::size_t size = H5Tget_size(type.get());
   const std::uint64_t file_bytes = file_size_of(attr.get());
   if (size == 0 || size > file_bytes)
-    fail("{}: corrupt string attribute: fixed length {} against a file of {} bytes", where(file, object_path, name),
+    fail_file("{}: corrupt string attribute: fixed length {} against a file of {} bytes", where(file, object_path, name),
          size, file_bytes);
   const H5T_cset_t cset = H5Tget_cset(type.get());
   DatatypeHandle mem(H5Tcopy(H5T_C_S1));
@@ -96,7 +96,7 @@ std::optional<std::string> read_string_attribute(hid_t object, const std::string
   H5Tset_cset(mem.get(), cset);
   std::string buffer(size + 1, '\0');
   if (H5Aread(attr.get(), mem.get(), buffer.data()) < 0)
-    fail("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
+    fail_file("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
   buffer.resize(std::strlen(buffer.c_str()));
   while (!buffer.empty() && buffer.back() == ' ') buffer.pop_back();  // H5T_STR_SPACEPAD
   return buffer;
@@ -141,7 +141,7 @@ void write_scalar(hid_t object, const std::string& name, hid_t file_type, hid_t 
   DataspaceHandle space(H5Screate(H5S_SCALAR));
   AttributeHandle attr(H5Acreate2(object, name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT));
   if (!attr || H5Awrite(attr.get(), mem_type, data) < 0)
-    fail("{}: cannot write attribute '{}' ({})", file, name, last_hdf5_error());
+    fail_file("{}: cannot write attribute '{}' ({})", file, name, last_hdf5_error());
 }
 }  // namespace
 

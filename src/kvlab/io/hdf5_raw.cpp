@@ -132,19 +132,19 @@ std::string read_heap_object(const RawFile& raw, std::uint64_t addr, std::uint64
   const std::uint64_t header = align8(8 + ss);  // "GCOL", version, 3 reserved, collection size
   const std::uint64_t object_header = align8(8 + ss);  // index, refcount, 4 reserved, object size
   if (!raw.contains(addr, header))
-    fail("{}: corrupt string reference: heap address {} lies beyond the end of the file ({} bytes)", where, addr,
+    fail_file("{}: corrupt string reference: heap address {} lies beyond the end of the file ({} bytes)", where, addr,
          raw.size());
   unsigned char head[32];
   if (!raw.read(addr, head, static_cast<std::size_t>(header)))
-    fail("{}: cannot read the global heap at address {}", where, addr);
+    fail_file("{}: cannot read the global heap at address {}", where, addr);
   if (std::memcmp(head, "GCOL", 4) != 0 || head[4] != 1)
-    fail("{}: corrupt string reference: no global heap collection at address {}", where, addr);
+    fail_file("{}: corrupt string reference: no global heap collection at address {}", where, addr);
   const std::uint64_t collection = decode_le(head + 8, ss);
   if (collection < header || !raw.contains(addr, collection))
-    fail("{}: corrupt global heap at address {}: its size {} runs past the end of the file ({} bytes)", where, addr,
+    fail_file("{}: corrupt global heap at address {}: its size {} runs past the end of the file ({} bytes)", where, addr,
          collection, raw.size());
   std::vector<unsigned char> bytes(static_cast<std::size_t>(collection));
-  if (!raw.read(addr, bytes.data(), bytes.size())) fail("{}: cannot read the global heap at address {}", where, addr);
+  if (!raw.read(addr, bytes.data(), bytes.size())) fail_file("{}: cannot read the global heap at address {}", where, addr);
 
   std::uint64_t p = header;
   while (p + object_header <= collection) {
@@ -158,17 +158,17 @@ std::string read_heap_object(const RawFile& raw, std::uint64_t addr, std::uint64
       continue;
     }
     if (size > room - object_header)
-      fail("{}: corrupt global heap at address {}: object {} of {} bytes runs past the collection's end", where, addr,
+      fail_file("{}: corrupt global heap at address {}: object {} of {} bytes runs past the collection's end", where, addr,
            id, size);
     if (id == index) {
       if (size != length)
-        fail("{}: corrupt string: stored length {} differs from the {} bytes of its heap object", where, length, size);
+        fail_file("{}: corrupt string: stored length {} differs from the {} bytes of its heap object", where, length, size);
       const char* data = reinterpret_cast<const char*>(obj + object_header);
       return std::string(data, strnlen(data, static_cast<std::size_t>(size)));
     }
     p += object_header + align8(size);
   }
-  fail("{}: corrupt string reference: heap object {} not found in the collection at address {}", where, index, addr);
+  fail_file("{}: corrupt string reference: heap object {} not found in the collection at address {}", where, index, addr);
 }
 
 }  // namespace
@@ -181,25 +181,25 @@ std::uint64_t file_size_of(hid_t object) {
 std::string read_vlen_string_attribute(hid_t attr, const std::string& where) {
   register_pass_through();
   const RawFile raw(attr);
-  if (!raw.valid()) fail("{}: cannot inspect the file's bytes to check the string", where);
+  if (!raw.valid()) fail_file("{}: cannot inspect the file's bytes to check the string", where);
   const std::size_t id_size = 4 + raw.sizeof_addr() + 4;  // length, collection address, object index
   const hsize_t stored = H5Aget_storage_size(attr);
   if (stored != id_size)
-    fail("{}: corrupt string attribute: {} bytes stored, expected one {}-byte heap reference", where, stored, id_size);
+    fail_file("{}: corrupt string attribute: {} bytes stored, expected one {}-byte heap reference", where, stored, id_size);
 
   DatatypeHandle raw_type(H5Tcreate(H5T_OPAQUE, id_size));
   H5Tset_tag(raw_type.get(), kRawHeapIdTag);
   std::vector<unsigned char> id(id_size);
   if (!raw_type || H5Aread(attr, raw_type.get(), id.data()) < 0)
-    fail("{}: read failed ({})", where, last_hdf5_error());
+    fail_file("{}: read failed ({})", where, last_hdf5_error());
   const std::uint64_t length = decode_le(id.data(), 4);
   const std::uint64_t addr = decode_le(id.data() + 4, raw.sizeof_addr());
   const std::uint64_t index = decode_le(id.data() + 4 + raw.sizeof_addr(), 4);
   if (addr == 0) return {};  // HDF5's null string
   if (length > raw.size())
-    fail("{}: corrupt string: stored length {} exceeds the file size ({} bytes)", where, length, raw.size());
+    fail_file("{}: corrupt string: stored length {} exceeds the file size ({} bytes)", where, length, raw.size());
   if (index == 0 || index > 0xFFFF)
-    fail("{}: corrupt string reference: heap object index {} out of range 1..65535", where, index);
+    fail_file("{}: corrupt string reference: heap object index {} out of range 1..65535", where, index);
   return read_heap_object(raw, addr, index, length, where);
 }
 

@@ -53,19 +53,19 @@ std::string format_bytes(std::uint64_t bytes) {
 
 void check_storage_kind(hid_t dataset, const std::string& where) {
   PropListHandle dcpl(H5Dget_create_plist(dataset));
-  if (!dcpl) fail("{}: cannot read the dataset's storage properties ({})", where, last_hdf5_error());
+  if (!dcpl) fail_file("{}: cannot read the dataset's storage properties ({})", where, last_hdf5_error());
   const H5D_layout_t layout = H5Pget_layout(dcpl.get());
   if (layout == H5D_VIRTUAL)
-    fail("{}: is a virtual dataset (its data lives in other files); kvlab reads only data stored in the file itself",
+    fail_file("{}: is a virtual dataset (its data lives in other files); kvlab reads only data stored in the file itself",
          where);
   if (layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED && layout != H5D_COMPACT)
-    fail("{}: unknown storage layout ({})", where, static_cast<int>(layout));
+    fail_file("{}: unknown storage layout ({})", where, static_cast<int>(layout));
   const int external = H5Pget_external_count(dcpl.get());
   if (external != 0)
-    fail("{}: keeps its data in {} external file(s); kvlab reads only data stored in the file itself", where,
+    fail_file("{}: keeps its data in {} external file(s); kvlab reads only data stored in the file itself", where,
          external);
   const int filters = H5Pget_nfilters(dcpl.get());
-  if (filters < 0) fail("{}: cannot read the dataset's filter pipeline ({})", where, last_hdf5_error());
+  if (filters < 0) fail_file("{}: cannot read the dataset's filter pipeline ({})", where, last_hdf5_error());
   for (int i = 0; i < filters; ++i) {
     unsigned flags = 0;
     std::size_t nelem = 0;
@@ -73,7 +73,7 @@ void check_storage_kind(hid_t dataset, const std::string& where) {
     const H5Z_filter_t id =
         H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelem, nullptr, sizeof name, name, nullptr);
     if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32)
-      fail("{}: compressed with HDF5 filter {} ({}); kvlab reads only deflate (gzip), shuffle and fletcher32", where,
+      fail_file("{}: compressed with HDF5 filter {} ({}); kvlab reads only deflate (gzip), shuffle and fletcher32", where,
            id, quoted(name));
   }
 }
@@ -85,17 +85,17 @@ std::uint64_t check_storage_size(hid_t dataset, const std::vector<hsize_t>& shap
                                            element_size, format_bytes(bytes));
   if (bytes == 0) return 0;
   PropListHandle dcpl(H5Dget_create_plist(dataset));
-  if (!dcpl) fail("{}: cannot read the dataset's storage properties ({})", where, last_hdf5_error());
+  if (!dcpl) fail_file("{}: cannot read the dataset's storage properties ({})", where, last_hdf5_error());
   const H5D_layout_t layout = H5Pget_layout(dcpl.get());
   const std::uint64_t stored = H5Dget_storage_size(dataset);
 
   if (layout != H5D_CHUNKED) {
     if (stored < bytes)
-      fail("{}: {} but stores {} (unwritten or truncated data)", where, declared, format_bytes(stored));
+      fail_file("{}: {} but stores {} (unwritten or truncated data)", where, declared, format_bytes(stored));
     if (layout == H5D_CONTIGUOUS) {
       const haddr_t offset = H5Dget_offset(dataset);
       if (offset == HADDR_UNDEF || offset > file_size || bytes > file_size - offset)
-        fail("{}: {} at file offset {}, past the end of the file ({} bytes): truncated or corrupt", where, declared,
+        fail_file("{}: {} at file offset {}, past the end of the file ({} bytes): truncated or corrupt", where, declared,
              offset == HADDR_UNDEF ? std::string("(none)") : std::to_string(offset), file_size);
     }
     return 0;
@@ -104,21 +104,21 @@ std::uint64_t check_storage_size(hid_t dataset, const std::vector<hsize_t>& shap
   const int rank = static_cast<int>(shape.size());
   std::vector<hsize_t> chunk(shape.size(), 0);
   if (H5Pget_chunk(dcpl.get(), rank, chunk.data()) != rank)
-    fail("{}: chunk shape does not match the dataset's rank {} ({})", where, rank, last_hdf5_error());
+    fail_file("{}: chunk shape does not match the dataset's rank {} ({})", where, rank, last_hdf5_error());
   std::uint64_t needed_chunks = 1;
   for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (chunk[i] == 0) fail("{}: chunk shape {} has a zero dimension", where, shape_to_string(chunk));
+    if (chunk[i] == 0) fail_file("{}: chunk shape {} has a zero dimension", where, shape_to_string(chunk));
     needed_chunks = saturating_mul(needed_chunks, (shape[i] + chunk[i] - 1) / chunk[i]);
   }
   DataspaceHandle space(H5Dget_space(dataset));
   hsize_t written = 0;
   if (!space || H5Dget_num_chunks(dataset, space.get(), &written) < 0)
-    fail("{}: cannot read the chunk index, file truncated or corrupt ({})", where, last_hdf5_error());
+    fail_file("{}: cannot read the chunk index, file truncated or corrupt ({})", where, last_hdf5_error());
   if (written < needed_chunks)
-    fail("{}: {} in {} chunks of {}, but only {} chunk(s) are written (a kvdump stores every element)", where,
+    fail_file("{}: {} in {} chunks of {}, but only {} chunk(s) are written (a kvdump stores every element)", where,
          declared, needed_chunks, shape_to_string(chunk), written);
   if (stored > file_size)
-    fail("{}: its chunks claim {}, more than the whole file ({} bytes): corrupt chunk index", where,
+    fail_file("{}: its chunks claim {}, more than the whole file ({} bytes): corrupt chunk index", where,
          format_bytes(stored), file_size);
   // Every written chunk decodes to a whole chunk (edge chunks too).
   const std::uint64_t chunk_bytes = declared_bytes(chunk, element_size);
@@ -127,10 +127,10 @@ std::uint64_t check_storage_size(hid_t dataset, const std::vector<hsize_t>& shap
                                          format_bytes(decoded));
   if (has_filter(dcpl.get(), H5Z_FILTER_DEFLATE)) {
     if (saturating_mul(stored, kDeflateMaxRatio) < decoded)
-      fail("{}: {} stored in {} bytes, beyond deflate's best ratio of {}:1: corrupt", where, chunks, stored,
+      fail_file("{}: {} stored in {} bytes, beyond deflate's best ratio of {}:1: corrupt", where, chunks, stored,
            kDeflateMaxRatio);
   } else if (stored < decoded) {
-    fail("{}: {} stored in only {} bytes (truncated or corrupt)", where, chunks, stored);
+    fail_file("{}: {} stored in only {} bytes (truncated or corrupt)", where, chunks, stored);
   }
   return chunk_bytes;
 }

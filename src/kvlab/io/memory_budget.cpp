@@ -52,7 +52,7 @@ std::uint64_t available_memory_bytes() {
 void require_memory(const std::string& file, const std::string& what, std::uint64_t bytes) {
   const std::uint64_t available = available_memory_bytes();
   if (bytes > available)
-    fail("{}: {} needs {}, more than the {} of memory available", file, what, format_bytes(bytes),
+    fail_file("{}: {} needs {}, more than the {} of memory available", file, what, format_bytes(bytes),
          format_bytes(available));
 }
 

@@ -123,12 +123,12 @@ void probe_in_child(const std::string& file, const std::function<void()>& probe)
   }
   const std::string what(shared->note, strnlen(shared->note, kNoteSize));
   if (!exited)
-    fail("{}: corrupt file: reading {} did not finish within {:g} s", file, what,
+    fail_file("{}: corrupt file: reading {} did not finish within {:g} s", file, what,
          static_cast<double>(g_timeout.count()) / 1000.0);
   if (WIFSIGNALED(status))
-    fail("{}: corrupt file: reading {} crashed ({})", file, what, describe_signal(WTERMSIG(status)));
+    fail_file("{}: corrupt file: reading {} crashed ({})", file, what, describe_signal(WTERMSIG(status)));
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || shared->finished != 1)
-    fail("{}: corrupt file: reading {} aborted (exit status {})", file, what,
+    fail_file("{}: corrupt file: reading {} aborted (exit status {})", file, what,
          WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 

@@ -4,22 +4,9 @@
 #include <cmath>
 #include <limits>
 
-namespace kvlab {
+#include "kvlab/attention/softmax.hpp"
 
-void softmax(const float* logits, int n, double scale, const std::uint8_t* present, std::vector<double>& p) {
-  p.assign(static_cast<std::size_t>(n), 0.0);
-  double mx = -std::numeric_limits<double>::infinity();
-  for (int i = 0; i < n; ++i)
-    if (present == nullptr || present[i]) mx = std::max(mx, scale * logits[i]);
-  if (!std::isfinite(mx)) return;  // nothing present
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) {
-    if (present != nullptr && !present[i]) continue;
-    p[i] = std::exp(scale * logits[i] - mx);
-    sum += p[i];
-  }
-  for (int i = 0; i < n; ++i) p[i] /= sum;
-}
+namespace kvlab {
 
 namespace {
 // o = p·V in double, [d].
@@ -58,6 +45,9 @@ AttentionError compare_attention(const float* ref_logits, const float* hat_logit
     }
   }
   e.kl = std::max(e.kl, 0.0);  // KL ≥ 0; only rounding can push it below
+  for (int i = 0; i < n; ++i)
+    if (p_hat[i] > 0.0) e.kl_rev += p_hat[i] * (std::log(p_hat[i]) - std::log(p[i]));
+  e.kl_rev = std::max(e.kl_rev, 0.0);
   weighted_sum(p, values, o);
   weighted_sum(p_hat, values_hat, o_hat);
   double diff = 0.0, norm = 0.0;

@@ -8,6 +8,10 @@
 //                  renormalised (no smoothing is added; evicted mass is
 //                  reported separately, so KL measures distortion of the kept
 //                  distribution and dropped_mass the loss of the evicted one)
+//   kl_rev       = KL(p̂ ‖ p) over present positions (p̂ is 0 elsewhere): the
+//                  reverse divergence, finite for droppers; for a dropper that
+//                  keeps tokens exactly it equals −log(1 − dropped_mass), so
+//                  it reflects dropped mass where kl (renormalised) cannot
 //   dropped_mass = Σ p over absent positions
 #include <vector>
 
@@ -18,19 +22,17 @@ namespace kvlab {
 struct AttentionError {
   double out_rel = 0.0;
   double kl = 0.0;
+  double kl_rev = 0.0;
   double dropped_mass = 0.0;
 
   AttentionError& operator+=(const AttentionError& o) {
     out_rel += o.out_rel;
     kl += o.kl;
+    kl_rev += o.kl_rev;
     dropped_mass += o.dropped_mass;
     return *this;
   }
 };
-
-// Numerically stable softmax of logits·scale in double; positions with
-// present[i] == 0 get probability 0 (present == nullptr: all present).
-void softmax(const float* logits, int n, double scale, const std::uint8_t* present, std::vector<double>& p);
 
 // Compares one query head. ref_logits / hat_logits: unscaled q·kᵀ, [n];
 // values / values_hat: [n × d]; present: null = all present.

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <exception>
 
+#include "kvlab/compressors/layer_state.hpp"
 #include "kvlab/core/error.hpp"
+#include "kvlab/attention/softmax.hpp"
 #include "kvlab/metrics/attention.hpp"
 
 namespace kvlab {
@@ -87,16 +89,30 @@ LlamaForward::LlamaForward(const ModelWeights& weights, const Compressor& compre
   s.probs.resize(static_cast<std::size_t>(c.num_kv_heads));
 }
 
+namespace {
+
+// Query heads [j·g, (j+1)·g) of a layer: kv head j's group.
+QueryGroup group_queries(const std::vector<Matrix>& qh, int j, int g) {
+  QueryGroup group;
+  for (int hq = j * g; hq < (j + 1) * g; ++hq) group.emplace_back(qh[static_cast<std::size_t>(hq)]);
+  return group;
+}
+
+// First kv head of unit u: units are single heads, or one unit for all.
+int per_unit_first_head(int u, int num_units) { return num_units == 1 ? 0 : u; }
+
+}  // namespace
+
 LlamaForward::~LlamaForward() = default;
 
-const CacheState& LlamaForward::state(int layer, int kv_head) const {
-  KVLAB_ASSERT(!states_.empty());
-  return *states_[static_cast<std::size_t>(layer * w_.config.num_kv_heads + kv_head)];
+const CacheReader& LlamaForward::state(int layer, int kv_head) const {
+  KVLAB_ASSERT(!heads_.empty());
+  return *heads_[static_cast<std::size_t>(layer * w_.config.num_kv_heads + kv_head)];
 }
 
 BitCount LlamaForward::bits() const {
   BitCount b;
-  for (const auto& s : states_) b += s->bits();
+  for (const CacheReader* h : heads_) b += h->bits();
   return b;
 }
 
@@ -131,7 +147,7 @@ void LlamaForward::finish(const RowVector& h) {
 }
 
 void LlamaForward::prefill(std::span<const std::int64_t> tokens, Matrix* all_logits, Matrix* all_hidden) {
-  if (!states_.empty()) fail("LlamaForward::prefill: the prompt was already given");
+  if (!units_.empty()) fail("LlamaForward::prefill: the prompt was already given");
   if (tokens.empty()) fail("LlamaForward::prefill: the prompt needs at least one token");
   for (std::int64_t t : tokens) check_token(t);
   const ModelConfig& c = w_.config;
@@ -142,7 +158,8 @@ void LlamaForward::prefill(std::span<const std::int64_t> tokens, Matrix* all_log
   Matrix h(P, c.hidden_size), xn(P, c.hidden_size), q, k, v, attn(P, H * d), o, gate, up;
   for (int i = 0; i < P; ++i) h.row(i) = w_.embed_tokens.row(tokens[static_cast<std::size_t>(i)]);
 
-  states_.resize(static_cast<std::size_t>(c.num_layers) * Hkv);
+  units_.resize(static_cast<std::size_t>(c.num_layers));
+  const bool per_head = compressor_.scope() == Compressor::Scope::Block;
   for (int layer = 0; layer < c.num_layers; ++layer) {
     const LayerWeights& L = w_.layers[static_cast<std::size_t>(layer)];
     for (int i = 0; i < P; ++i) rms_norm(h.row(i).data(), L.input_norm, c.rms_norm_eps, xn.row(i).data());
@@ -176,6 +193,13 @@ void LlamaForward::prefill(std::span<const std::int64_t> tokens, Matrix* all_log
     ctx.seed = opt_.seed;
     ctx.rope = RopeInfo{c.rope_theta, c.rope_style};
     ctx.calibration = compressor_.calibrate(LayerView{kh, vh, qh}, ctx);
+    auto& units = units_[static_cast<std::size_t>(layer)];
+    if (per_head)
+      for (int j = 0; j < Hkv; ++j) units.push_back(make_layer_state(compressor_, ctx, j, 1));
+    else
+      units.push_back(make_layer_state(compressor_, ctx, 0, Hkv));
+    for (const auto& unit : units)
+      for (int j = 0; j < unit->heads(); ++j) heads_.push_back(&unit->head(j));
 
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(Hkv));
     const int attn_threads = threads_for(static_cast<double>(P) * P * d * H, threads);
@@ -195,19 +219,28 @@ void LlamaForward::prefill(std::span<const std::int64_t> tokens, Matrix* all_log
           }
           attn.middleCols(hq * d, d).noalias() = probs * V;
         }
-        BlockContext bctx = ctx;
-        bctx.kv_head = j;
-        auto state = compressor_.new_state(bctx);
-        QueryGroup group;
-        for (int hq = j * g; hq < (j + 1) * g; ++hq) group.emplace_back(qh[static_cast<std::size_t>(hq)]);
-        state->prefill(kh[static_cast<std::size_t>(j)], vh[static_cast<std::size_t>(j)], group);
-        states_[static_cast<std::size_t>(layer * Hkv + j)] = std::move(state);
+        if (per_head) {
+          const std::vector<ConstMatrixRef> keys{kh[static_cast<std::size_t>(j)]};
+          const std::vector<ConstMatrixRef> values{vh[static_cast<std::size_t>(j)]};
+          const std::vector<QueryGroup> queries{group_queries(qh, j, g)};
+          units_[static_cast<std::size_t>(layer)][static_cast<std::size_t>(j)]->prefill(keys, values, queries);
+        }
       } catch (...) {
         errors[static_cast<std::size_t>(j)] = std::current_exception();
       }
     }
     for (const auto& e : errors)
       if (e) std::rethrow_exception(e);
+    if (!per_head) {  // the layer's one state takes every head at once
+      std::vector<ConstMatrixRef> keys, values;
+      std::vector<QueryGroup> queries;
+      for (int j = 0; j < Hkv; ++j) {
+        keys.emplace_back(kh[static_cast<std::size_t>(j)]);
+        values.emplace_back(vh[static_cast<std::size_t>(j)]);
+        queries.push_back(group_queries(qh, j, g));
+      }
+      units_[static_cast<std::size_t>(layer)].front()->prefill(keys, values, queries);
+    }
     for (int hq = 0; hq < H; ++hq)
       attn_[static_cast<std::size_t>(layer)].row(hq) = attn.row(P - 1).segment(hq * d, d);
 
@@ -233,7 +266,7 @@ void LlamaForward::prefill(std::span<const std::int64_t> tokens, Matrix* all_log
 }
 
 void LlamaForward::step(std::int64_t token) {
-  if (states_.empty()) fail("LlamaForward::step: prefill() must come first");
+  if (units_.empty()) fail("LlamaForward::step: prefill() must come first");
   check_token(token);
   const ModelConfig& c = w_.config;
   const int d = c.head_dim, H = c.num_heads, Hkv = c.num_kv_heads, g = c.group_size(), threads = opt_.threads;
@@ -262,18 +295,42 @@ void LlamaForward::step(std::int64_t token) {
     apply_rope(s.q.data(), H, t);
     apply_rope(s.k.data(), Hkv, t);
 
+    for (int j = 0; j < Hkv; ++j) {
+      Matrix& Q = s.group_q[static_cast<std::size_t>(j)];
+      for (int a = 0; a < g; ++a) Q.row(a) = s.q.segment((j * g + a) * d, d);
+    }
+    // Append first (the new token attends to itself): each unit takes its heads.
+    auto& units = units_[static_cast<std::size_t>(layer)];
+    const int num_units = static_cast<int>(units.size());
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(Hkv));
     const int attn_threads = threads_for(static_cast<double>(t + 1) * d * H / 8, threads);
+#pragma omp parallel for schedule(static) num_threads(attn_threads) if (attn_threads > 1 && num_units > 1)
+    for (int u = 0; u < num_units; ++u) {
+      try {
+        LayerCacheState& unit = *units[static_cast<std::size_t>(u)];
+        const int first = per_unit_first_head(u, num_units);
+        std::vector<ConstRowRef> keys, values;
+        std::vector<QueryGroup> queries;
+        for (int j = first; j < first + unit.heads(); ++j) {
+          keys.emplace_back(s.k.segment(j * d, d));
+          values.emplace_back(s.v.segment(j * d, d));
+          const Matrix& Q = s.group_q[static_cast<std::size_t>(j)];
+          QueryGroup group;
+          for (int a = 0; a < g; ++a) group.emplace_back(Q.row(a));
+          queries.push_back(std::move(group));
+        }
+        unit.append(keys, values, queries);
+      } catch (...) {
+        errors[static_cast<std::size_t>(u)] = std::current_exception();
+      }
+    }
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
 #pragma omp parallel for schedule(static) num_threads(attn_threads) if (attn_threads > 1 && Hkv > 1)
     for (int j = 0; j < Hkv; ++j) {
       try {
-        CacheState& state = *states_[static_cast<std::size_t>(layer * Hkv + j)];
-        Matrix& Q = s.group_q[static_cast<std::size_t>(j)];
-        for (int a = 0; a < g; ++a) Q.row(a) = s.q.segment((j * g + a) * d, d);
-        QueryGroup group;
-        for (int a = 0; a < g; ++a) group.emplace_back(Q.row(a));
-        // Append first: the new token attends to itself.
-        state.append(s.k.segment(j * d, d), s.v.segment(j * d, d), group);
+        const CacheReader& state = *heads_[static_cast<std::size_t>(layer * Hkv + j)];
+        const Matrix& Q = s.group_q[static_cast<std::size_t>(j)];
         const CacheView view = state.view();
         const int n = view.tokens();
         Matrix& logits = s.group_logits[static_cast<std::size_t>(j)];

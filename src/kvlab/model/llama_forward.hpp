@@ -1,8 +1,9 @@
 #pragma once
 // A plain CPU forward pass of a Llama-architecture decoder (HF Llama semantics,
 // float32 compute) for one sequence, whose per-layer KV cache lives in
-// compressor CacheStates — one per (layer, kv head), made by
-// Compressor::new_state — so every compression method plugs in unchanged.
+// compressor states — one per (layer, kv head), or one per layer for
+// layer-scoped compressors (make_layer_state) — so every compression method
+// plugs in unchanged.
 //
 // Semantics (docs/model-in-the-loop.md):
 //  - prefill(tokens[0, P)): the prompt is processed at once with exact causal
@@ -59,7 +60,7 @@ class LlamaForward {
   const RowVector& hidden() const { return hidden_; }
   const Matrix& attention_output(int layer) const { return attn_[static_cast<std::size_t>(layer)]; }
 
-  const CacheState& state(int layer, int kv_head) const;
+  const CacheReader& state(int layer, int kv_head) const;
   BitCount bits() const;  // all states together
 
  private:
@@ -73,7 +74,10 @@ class LlamaForward {
   ForwardOptions opt_;
   int position_ = 0;
   std::vector<float> inv_freq_;  // [hd/2], float32 as transformers computes it
-  std::vector<std::unique_ptr<CacheState>> states_;  // layer-major: layer·Hkv + kv_head
+  // The caches, per layer: one state per kv head for block-scoped
+  // compressors, one for the whole layer for layer-scoped ones.
+  std::vector<std::vector<std::unique_ptr<LayerCacheState>>> units_;
+  std::vector<const CacheReader*> heads_;  // layer-major: layer·Hkv + kv_head
   std::vector<Matrix> attn_;
   RowVector logits_, hidden_;
   std::unique_ptr<Scratch> scratch_;

@@ -137,6 +137,7 @@ class ModelFile {
   }
 
   const std::string& path() const { return file_.path(); }
+  const CheckedFile& checked() const { return file_; }
 
  private:
   CheckedFile file_;
@@ -193,6 +194,7 @@ ModelWeights load_model(const std::string& path) {
         file.check(layer_path(l, bias_names[b]), {bias_dims[b]}, "[output features]");
   }
 
+  w.vocab = read_vocabulary(file.checked(), c.vocab_size);
   w.embed_tokens = file.read_matrix("/embed_tokens", c.vocab_size, c.hidden_size);
   w.norm = file.read_vector("/norm", c.hidden_size);
   if (!c.tie_word_embeddings) w.lm_head = file.read_matrix("/lm_head", c.vocab_size, c.hidden_size);
@@ -310,6 +312,7 @@ void write_model(const ModelWeights& w, const std::string& path, bool fp16) {
   write_float_attribute(f, "rms_norm_eps", c.rms_norm_eps, path);
   write_int_attribute(f, "tie_word_embeddings", c.tie_word_embeddings ? 1 : 0, path);
   write_string_attribute(f, "model", c.model, path);
+  write_vocabulary(f, w.vocab, path);
   auto mat = [&](const std::string& p, const Matrix& m) {
     write_dataset(f, p, m.data(), {static_cast<hsize_t>(m.rows()), static_cast<hsize_t>(m.cols())}, fp16, path);
   };

@@ -15,6 +15,7 @@
 
 #include "kvlab/core/rope.hpp"
 #include "kvlab/core/types.hpp"
+#include "kvlab/model/vocabulary.hpp"
 
 namespace kvlab {
 
@@ -54,11 +55,12 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   Vector norm;     // [hidden]
   Matrix lm_head;  // [vocab × hidden]; empty when tied
+  Vocabulary vocab;  // optional (vocab_type); Kind::None when the file has none
 
   const Matrix& output_matrix() const { return config.tie_word_embeddings ? embed_tokens : lm_head; }
 };
 
-// Loads and validates a kvlab-model v1 file.
+// Loads and validates a kvlab-model v1 file (with its vocabulary, if any).
 ModelWeights load_model(const std::string& path);
 
 // Reads only the root attributes (validated); cheap.

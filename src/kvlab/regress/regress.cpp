@@ -11,7 +11,9 @@
 #include "kvlab/core/csv.hpp"
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/dump_reader.hpp"
-#include "kvlab/replay/job_summary.hpp"
+#include "kvlab/report/job_identity.hpp"
+#include "kvlab/report/result_fields.hpp"
+#include "kvlab/runner/job_runner.hpp"
 
 namespace kvlab {
 
@@ -107,35 +109,36 @@ RegressConfig load_regress_config(const std::string& path) {
 }
 
 MetricTable run_regress_cases(const RegressConfig& config, int threads, bool quiet) {
-  MetricTable out;
-  Progress progress("regress", static_cast<long long>(config.cases.size()), !quiet, "cases");
+  std::vector<Job> jobs;
+  long long blocks = 0;
   for (const RegressCase& rc : config.cases) {
-    const DumpReader reader(rc.dump);
-    const auto c = Registry::global().build(rc.compressor);
+    const DumpInfo info = DumpReader(rc.dump).info();
     ReplayOptions o = rc.replay;
-    o.threads = threads;
-    o.attention = reader.info().has_queries;
-    const Compressor* jobs[] = {c.get()};
-    const JobSummary s = summarize(replay_dump(reader, jobs, o).front());
-    auto& m = out[rc.name];
-    m["compressed_bits"] = static_cast<double>(s.bits.total());
-    m["bits_codes"] = static_cast<double>(s.bits.codes);
-    m["bits_metadata"] = static_cast<double>(s.bits.metadata);
-    m["bits_sparse"] = static_cast<double>(s.bits.sparse);
-    m["bits_lowrank"] = static_cast<double>(s.bits.lowrank);
-    m["bits_fp16"] = static_cast<double>(s.bits.fp16_buffer);
-    m["bits_index"] = static_cast<double>(s.bits.index);
-    m["compression_ratio"] = s.compression_ratio;
-    m["k_rel_err_global"] = s.k_rel_err_global;
-    m["v_rel_err_global"] = s.v_rel_err_global;
-    m["k_max_abs_err"] = s.k_max_abs_err;
-    m["v_max_abs_err"] = s.v_max_abs_err;
-    m["attn_out_rel"] = s.attn_out_rel;
-    m["attn_kl"] = s.attn_kl;
-    m["dropped_mass"] = s.dropped_mass;
-    progress.advance();
+    o.attention = info.has_queries;
+    const ResolvedSpec spec = Registry::global().resolve(rc.compressor);
+    jobs.push_back(Job{rc.dump, spec, o, make_identity(spec, rc.name, rc.dump, o)});
+    blocks += job_blocks(jobs.back(), info);
   }
+  Progress progress("regress", blocks, !quiet, "blocks");
+  RunnerOptions ro;
+  ro.threads = threads;
+  ro.progress = &progress;
+  CollectingSink sink;
+  run_jobs(jobs, ro, sink);
   progress.finish();
+
+  // The metrics are the summary columns declared `regress` (result_fields.cpp).
+  std::vector<Field> metrics;
+  for (const Field& f : result_table("summary.csv").fields(TableLayout{}))
+    if (f.regress) metrics.push_back(f);
+  MetricTable out;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const JobRecord& r = sink.records[i];
+    if (!r.ok()) fail("regression case '{}': {}", config.cases[i].name, r.error);
+    RowContext row;
+    row.job = &r;
+    for (const Field& f : metrics) out[config.cases[i].name][f.name] = field_number(f.get(row));
+  }
   return out;
 }
 

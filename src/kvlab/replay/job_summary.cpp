@@ -49,9 +49,10 @@ JobSummary summarize(const JobResult& job) {
   if (attn_evals > 0) {
     s.attn_out_rel = attn.out_rel / static_cast<double>(attn_evals);
     s.attn_kl = attn.kl / static_cast<double>(attn_evals);
+    s.attn_kl_rev = attn.kl_rev / static_cast<double>(attn_evals);
     s.dropped_mass = attn.dropped_mass / static_cast<double>(attn_evals);
   } else {
-    s.attn_out_rel = s.attn_kl = s.dropped_mass = kNaN;
+    s.attn_out_rel = s.attn_kl = s.attn_kl_rev = s.dropped_mass = kNaN;
   }
   return s;
 }
@@ -84,6 +85,7 @@ std::vector<StepSummary> summarize_steps(const JobResult& job) {
     s.v_rel_err = v.rel();
     s.attn_out_rel = heads ? attn.out_rel / static_cast<double>(heads) : kNaN;
     s.attn_kl = heads ? attn.kl / static_cast<double>(heads) : kNaN;
+    s.attn_kl_rev = heads ? attn.kl_rev / static_cast<double>(heads) : kNaN;
     s.dropped_mass = heads ? attn.dropped_mass / static_cast<double>(heads) : kNaN;
     s.compression_ratio = bits ? static_cast<double>(baseline) / static_cast<double>(bits) : kNaN;
     out.push_back(s);

@@ -1,7 +1,9 @@
 #include "kvlab/replay/replay_block.hpp"
 
+#include <algorithm>
 #include <cmath>
 
+#include "kvlab/compressors/layer_state.hpp"
 #include "kvlab/core/error.hpp"
 
 namespace kvlab {
@@ -23,8 +25,8 @@ QueryGroup query_rows(std::span<const Matrix> queries, int start, int count) {
 }
 
 // Measures the cache at query position `position` (cache = positions [0, position]).
-StepPoint measure(const CacheState& state, const BlockInput& in, int decode_step, bool attention,
-                  Matrix& q, Matrix& ref_logits, Matrix& hat_logits) {
+StepPoint measure(const CacheReader& state, const HeadInput& in, int decode_step, bool attention, Matrix& q,
+                  Matrix& ref_logits, Matrix& hat_logits) {
   const CacheView view = state.view();
   const int t = view.tokens();
   const int position = t - 1;
@@ -60,39 +62,81 @@ StepPoint measure(const CacheState& state, const BlockInput& in, int decode_step
 
 }  // namespace
 
-BlockResult replay_block(const Compressor& compressor, const BlockContext& ctx, const BlockInput& in,
-                         const std::vector<int>& eval_steps, bool attention) {
-  std::unique_ptr<CacheState> state = compressor.new_state(ctx);
+std::vector<BlockResult> replay_unit(LayerCacheState& state, const UnitInput& in, const std::vector<int>& eval_steps,
+                                     bool attention) {
   const int p = in.prompt_len;
-  state->prefill(in.keys.topRows(p), in.values.topRows(p), query_rows(in.queries, 0, p));
-  KVLAB_ASSERT(state->size() == p);
+  const std::size_t n = in.heads.size();
+  KVLAB_ASSERT(state.heads() == static_cast<int>(n));
+  {
+    std::vector<ConstMatrixRef> keys, values;
+    std::vector<QueryGroup> queries;
+    for (const HeadInput& h : in.heads) {
+      keys.emplace_back(h.keys.topRows(p));
+      values.emplace_back(h.values.topRows(p));
+      queries.push_back(query_rows(h.queries, 0, p));
+    }
+    state.prefill(keys, values, queries);
+  }
 
-  BlockResult r;
-  r.layer = ctx.layer;
-  r.kv_head = ctx.kv_head;
-  r.head_dim = ctx.head_dim;
-  r.keys_reconstructible = state->keys_reconstructible();
+  std::vector<BlockResult> results(n);
+  for (std::size_t h = 0; h < n; ++h) {
+    KVLAB_ASSERT(state.head(static_cast<int>(h)).size() == p);
+    results[h].layer = in.layer;
+    results[h].kv_head = in.first_head + static_cast<int>(h);
+    results[h].head_dim = static_cast<int>(in.heads[h].keys.cols());
+    results[h].keys_reconstructible = state.head(static_cast<int>(h)).keys_reconstructible();
+  }
   Matrix q, ref_logits, hat_logits;
+  std::vector<ConstRowRef> keys, values;
+  std::vector<QueryGroup> queries(n);
   std::size_t next_eval = 0;
   for (int step = 0; step <= in.decode_steps; ++step) {
     if (step > 0) {
       const int pos = p + step - 1;
-      state->append(in.keys.row(pos), in.values.row(pos), query_rows(in.queries, pos, 1));
-      KVLAB_ASSERT(state->size() == pos + 1);
+      keys.clear();
+      values.clear();
+      for (std::size_t h = 0; h < n; ++h) {
+        keys.emplace_back(in.heads[h].keys.row(pos));
+        values.emplace_back(in.heads[h].values.row(pos));
+        queries[h] = query_rows(in.heads[h].queries, pos, 1);
+      }
+      state.append(keys, values, queries);
     }
     if (next_eval < eval_steps.size() && eval_steps[next_eval] == step) {
-      r.steps.push_back(measure(*state, in, step, attention, q, ref_logits, hat_logits));
-      r.attn += r.steps.back().attn;
-      r.attn_evals += r.steps.back().heads;
+      for (std::size_t h = 0; h < n; ++h) {
+        const CacheReader& head = state.head(static_cast<int>(h));
+        KVLAB_ASSERT(head.size() == p + step);
+        BlockResult& r = results[h];
+        r.steps.push_back(measure(head, in.heads[h], step, attention, q, ref_logits, hat_logits));
+        r.attn += r.steps.back().attn;
+        r.attn_evals += r.steps.back().heads;
+      }
       ++next_eval;
     }
   }
-  const StepPoint& last = r.steps.back();
-  r.tokens = last.tokens;
-  r.keys = last.keys;
-  r.values = last.values;
-  r.bits = state->bits();
-  return r;
+  for (std::size_t h = 0; h < n; ++h) {
+    BlockResult& r = results[h];
+    const StepPoint& last = r.steps.back();
+    r.tokens = last.tokens;
+    r.keys = last.keys;
+    r.values = last.values;
+    r.bits = state.head(static_cast<int>(h)).bits();
+  }
+  return results;
+}
+
+BlockResult replay_block(const Compressor& compressor, const BlockContext& ctx, const BlockInput& in,
+                         const std::vector<int>& eval_steps, bool attention) {
+  BlockContext c = ctx;
+  c.num_kv_heads = std::max(c.num_kv_heads, c.kv_head + 1);
+  std::unique_ptr<LayerCacheState> state = make_layer_state(compressor, c, c.kv_head, 1);
+  UnitInput unit;
+  unit.heads.push_back(HeadInput{in.keys, in.values, in.queries});
+  unit.layer = ctx.layer;
+  unit.first_head = ctx.kv_head;
+  unit.prompt_len = in.prompt_len;
+  unit.decode_steps = in.decode_steps;
+  return std::move(replay_unit(*state, unit, eval_steps, attention).front());
 }
 
 }  // namespace kvlab

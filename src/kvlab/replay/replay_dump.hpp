@@ -4,6 +4,7 @@
 // parallel with OpenMP. Results are stored by index, so they do not depend on
 // the thread count or on scheduling.
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kvlab/compressors/compressor.hpp"
@@ -19,6 +20,9 @@ struct JobResult {
   int prompt_len = 0;
   int decode_steps = 0;
   bool attention = false;           // attention metrics were computed
+  std::string error;                // non-empty: this job failed (the others of the batch are unaffected)
+  double compute_seconds = 0;       // summed over its blocks (thread-seconds, not wall time)
+  bool ok() const { return error.empty(); }
 };
 
 // Which layers and how many decode steps `opts` selects for `info`; throws
@@ -31,7 +35,10 @@ int selected_decode_steps(const DumpInfo& info, const ReplayOptions& opts);
 // without queries.
 void check_compatible(const DumpInfo& info, const Compressor& compressor, const ReplayOptions& opts);
 
-// progress (optional) advances by one per finished block.
+// Replays every job on the dump; each layer is read once for all of them.
+// A job that fails (it cannot run on this dump, or a compressor throws)
+// returns with its error set and the others go on; a failure to read the dump
+// throws kvlab::Error. progress (optional) advances by one per finished block.
 std::vector<JobResult> replay_dump(const DumpReader& reader, std::span<const Compressor* const> jobs,
                                    const ReplayOptions& opts, Progress* progress = nullptr);
 

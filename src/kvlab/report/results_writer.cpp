@@ -18,8 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> timing_header() { return {"job_id", "spec", "dump", "wall_s", "threads"}; }
-
 // Complete lines of a file (a torn last line, one without '\n', is dropped).
 std::vector<std::string> read_complete_lines(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -61,23 +59,32 @@ void write_all(int fd, const std::string& data, const std::string& file) {
 
 }  // namespace
 
-ResultsWriter::ResultsWriter(std::string dir, std::vector<std::string> param_names, bool resume, int decode_layers)
-    : dir_(std::move(dir)), param_names_(std::move(param_names)), decode_layers_(decode_layers) {
+std::vector<std::string> ResultsWriter::files(const TableLayout& layout) {
+  std::vector<std::string> out;
+  for (const ResultTable& t : result_tables())
+    if (!t.model_only || layout.model()) out.push_back(t.file);
+  return out;
+}
+
+ResultsWriter::ResultsWriter(std::string dir, TableLayout layout, Mode mode)
+    : dir_(std::move(dir)), layout_(std::move(layout)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) fail("{}: cannot create results folder: {}", dir_, ec.message());
 
-  std::vector<std::pair<std::string, std::vector<std::string>>> files = {
-      {"summary.csv", summary_header(param_names_, decode_layers_ > 0)},
-      {"layers.csv", layers_header()},
-      {"steps.csv", steps_header()},
-      {"timing.csv", timing_header()}};
-  if (decode_layers_ > 0) files.push_back({"decode_steps.csv", decode_steps_header(decode_layers_)});
-
+  if (mode == Mode::Fresh) {
+    std::vector<std::string> names{"config.resolved.yaml"};
+    for (const ResultTable& t : result_tables()) names.push_back(t.file);
+    for (const std::string& name : names)
+      if (fs::exists(fs::path(dir_) / name))
+        fail("{}: results already exist ({}); use --resume to finish them or --overwrite to start over", dir_,
+             name);
+  }
+  const bool resume = mode == Mode::Resume;
   const fs::path summary = fs::path(dir_) / "summary.csv";
   if (resume && fs::exists(summary)) {
     const auto lines = read_complete_lines(summary);
-    if (!lines.empty() && lines.front() + "\n" != csv_line(files[0].second))
+    if (!lines.empty() && lines.front() + "\n" != csv_line(result_table("summary.csv").header(layout_)))
       fail("{}: existing summary.csv has different columns; cannot resume into it (use a new --out)",
            summary.string());
     for (std::size_t i = 1; i < lines.size(); ++i) {
@@ -86,9 +93,9 @@ ResultsWriter::ResultsWriter(std::string dir, std::vector<std::string> param_nam
     }
   }
   // Rewrite each file keeping the header and the rows of finished jobs only.
-  for (const auto& [name, header] : files) {
+  for (const std::string& name : files(layout_)) {
     const fs::path path = fs::path(dir_) / name;
-    std::string text = csv_line(header);
+    std::string text = csv_line(result_table(name).header(layout_));
     if (resume && fs::exists(path)) {
       const auto lines = read_complete_lines(path);
       for (std::size_t i = 1; i < lines.size(); ++i) {
@@ -100,42 +107,34 @@ ResultsWriter::ResultsWriter(std::string dir, std::vector<std::string> param_nam
   }
 }
 
-void ResultsWriter::append_rows(const std::string& file, const std::vector<std::vector<std::string>>& rows) {
-  std::string data;
-  for (const auto& r : rows) data += csv_line(r);
-  const std::string path = (fs::path(dir_) / file).string();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open for append: {}", path, std::strerror(errno));
-  try {
-    write_all(fd, data, path);
-  } catch (...) {
+JobRows ResultsWriter::format(const TableLayout& layout, const JobRecord& record) {
+  JobRows rows;
+  const std::vector<std::string> names = files(layout);
+  // Summary last: its row marks the job finished.
+  for (int pass = 0; pass < 2; ++pass)
+    for (const std::string& name : names) {
+      if ((name == "summary.csv") != (pass == 1)) continue;
+      std::string text;
+      for (const auto& row : table_rows(result_table(name), layout, record)) text += csv_line(row);
+      if (!text.empty()) rows.emplace_back(name, std::move(text));
+    }
+  return rows;
+}
+
+void ResultsWriter::append(const JobRows& rows, const std::string& job_id, bool ok) {
+  for (const auto& [file, text] : rows) {
+    const std::string path = (fs::path(dir_) / file).string();
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) fail("{}: cannot open for append: {}", path, std::strerror(errno));
+    try {
+      write_all(fd, text, path);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
     ::close(fd);
-    throw;
   }
-  ::close(fd);
-}
-
-void ResultsWriter::write_job(const JobIdentity& id, const JobResult& job, const JobSummary& summary,
-                              double wall_seconds, int threads, const DecodeResult* decode) {
-  KVLAB_ASSERT((decode != nullptr) == (decode_layers_ > 0));
-  append_rows("layers.csv", layers_rows(id, job));
-  if (decode) append_rows("decode_steps.csv", decode_steps_rows(id, *decode));
-  append_rows("steps.csv", steps_rows(id, summarize_steps(job)));
-  append_rows("timing.csv", {{id.job_id, id.spec, id.dump, fmt::format("{:.4f}", wall_seconds),
-                              fmt::format("{}", threads)}});
-  std::vector<std::string> row = summary_row(id, param_names_, summary);
-  if (decode) {
-    const auto extra = decode_summary_fields(*decode);
-    row.insert(row.end(), extra.begin(), extra.end());
-  }
-  append_rows("summary.csv", {row});  // last: marks the job finished
-  finished_.insert(id.job_id);
-}
-
-void ResultsWriter::write_failed(const JobIdentity& id, const std::string& error) {
-  std::vector<std::string> row = failed_summary_row(id, param_names_, error);
-  if (decode_layers_ > 0) row.resize(row.size() + decode_summary_columns().size());
-  append_rows("summary.csv", {row});
+  if (ok) finished_.insert(job_id);
 }
 
 }  // namespace kvlab

@@ -3,6 +3,7 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -21,7 +22,7 @@ namespace {
 const std::vector<std::string> kTopKeys = {"name",    "version", "include", "dumps", "compressors", "replay",
                                            "metrics", "threads", "seed",    "out",   "model",       "decode",
                                            "max_jobs"};
-const std::vector<std::string> kDecodeKeys = {"mode", "steps"};
+const std::vector<std::string> kDecodeKeys = {"mode", "steps", "kv_rtol"};
 const std::vector<std::string> kReplayKeys = {"layers", "eval_every", "max_steps"};
 const std::vector<std::string> kMetrics = {"reconstruction", "attention"};
 
@@ -209,6 +210,16 @@ SweepConfig load_sweep_config(const std::string& path) {
       c.decode_free = mode == "free";
     }
     if (d["steps"]) c.decode_steps = int_in_range(d["steps"], path, "decode.steps", 1, 1 << 30);
+    if (d["kv_rtol"]) {
+      const std::string text = scalar_as<std::string>(d["kv_rtol"], path, "decode.kv_rtol", "a positive number or off");
+      if (text == "off" || text == "false") {
+        c.decode_kv_check = false;
+      } else {
+        c.decode_kv_rtol = scalar_as<double>(d["kv_rtol"], path, "decode.kv_rtol", "a positive number or off");
+        if (!(c.decode_kv_rtol > 0.0 && std::isfinite(c.decode_kv_rtol)))
+          fail("{}: 'decode.kv_rtol' must be a positive number or off, got '{}'", path, text);
+      }
+    }
   }
   return c;
 }

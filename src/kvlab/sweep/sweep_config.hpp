@@ -27,6 +27,8 @@ struct SweepConfig {
   std::string model;                // resolved path; "" = none
   bool decode_free = false;         // decode.mode: teacher (default) | free
   int decode_steps = -1;            // decode.steps: -1 = the decode default
+  bool decode_kv_check = true;      // decode.kv_rtol: off disables the K/V check against the dump
+  double decode_kv_rtol = 1e-2;     // decode.kv_rtol: its tolerance (relative norm per layer)
   // Most specs one compressor entry may expand to (its lists' Cartesian
   // product), checked before the product is built.
   std::size_t max_jobs = kDefaultMaxJobs;

@@ -8,9 +8,9 @@
 
 #include "kvlab/core/build_info.hpp"
 #include "kvlab/core/error.hpp"
-#include "kvlab/core/hash.hpp"
 #include "kvlab/io/dump_reader.hpp"
 #include "kvlab/replay/replay_dump.hpp"
+#include "kvlab/report/job_identity.hpp"
 
 namespace kvlab {
 
@@ -131,28 +131,36 @@ SweepPlan make_sweep_plan(const SweepConfig& config, const std::string& out_over
     }
   }
 
-  for (const std::string& path : config.dumps) plan.dumps.push_back(DumpReader(path).info());
+  for (const std::string& path : config.dumps) {
+    PlannedDump d;
+    try {
+      d.info = DumpReader(path).info();
+    } catch (const Error& e) {
+      d.error = e.what();
+    }
+    plan.dumps.push_back(std::move(d));
+  }
+  std::string model_key;
   if (!config.model.empty()) {
-    plan.model = std::make_shared<const ModelWeights>(load_model(config.model));
-    for (const DumpInfo& d : plan.dumps)
-      if (!d.has_tokens) fail("{}: model in the loop needs the dump's /tokens, but {} has none", config.file, d.path);
+    plan.model = ModelStepOptions{config.model, config.decode_free, config.decode_steps,
+                                  KvCheckOptions{config.decode_kv_check, config.decode_kv_rtol}};
+    model_key = ModelInTheLoop::identity_key(*plan.model);
+    for (const PlannedDump& d : plan.dumps)
+      if (d.error.empty() && !d.info.has_tokens)
+        fail("{}: model in the loop needs the dump's /tokens, but {} has none", config.file, d.info.path);
   }
 
   std::vector<const MethodInfo*> methods;
   for (const auto& s : specs) methods.push_back(s.method);
   plan.param_columns = parameter_columns(methods);
   for (std::size_t d = 0; d < plan.dumps.size(); ++d) {
-    selected_layers(plan.dumps[d], config.replay);  // layer indices in range
+    const PlannedDump& dump = plan.dumps[d];
+    if (dump.error.empty()) selected_layers(dump.info, config.replay);  // layer indices in range
     for (const auto& s : specs) {
-      check_compatible(plan.dumps[d], *registry.build(s), config.replay);
+      if (dump.error.empty()) check_compatible(dump.info, *registry.build(s), config.replay);
       const std::string label = std::filesystem::path(config.dumps[d]).filename().string();
-      JobIdentity id = make_identity(s, label, config.dumps[d], config.replay);
-      if (plan.model)  // the model and decode settings are inputs of the job too
-        id.job_id = hex_hash(fmt::format("{}|model={}|{}|{}|{}", id.job_id,
-                                         std::filesystem::path(config.model).filename().string(),
-                                         std::filesystem::file_size(config.model), config.decode_free,
-                                         config.decode_steps));
-      plan.jobs.push_back({d, s, std::move(id)});
+      Job job{config.dumps[d], s, config.replay, make_identity(s, label, config.dumps[d], config.replay, model_key)};
+      plan.jobs.push_back({d, std::move(job)});
     }
   }
   return plan;
@@ -183,12 +191,18 @@ std::string resolved_plan_yaml(const SweepPlan& plan) {
     y << YAML::Key << "model" << YAML::Value << plan.config.model;
     y << YAML::Key << "decode" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "mode" << YAML::Value
       << (plan.config.decode_free ? "free" : "teacher") << YAML::Key << "steps" << YAML::Value
-      << plan.config.decode_steps << YAML::EndMap;
+      << plan.config.decode_steps << YAML::Key << "kv_rtol" << YAML::Value;
+    if (plan.config.decode_kv_check)
+      y << plan.config.decode_kv_rtol;
+    else
+      y << "off";
+    y << YAML::EndMap;
   }
   y << YAML::Key << "jobs" << YAML::Value << YAML::BeginSeq;
   for (const auto& j : plan.jobs) {
-    y << YAML::Flow << YAML::BeginMap << YAML::Key << "id" << YAML::Value << j.identity.job_id << YAML::Key << "dump"
-      << YAML::Value << j.identity.dump << YAML::Key << "spec" << YAML::Value << j.spec.canonical << YAML::EndMap;
+    y << YAML::Flow << YAML::BeginMap << YAML::Key << "id" << YAML::Value << j.job.identity.job_id << YAML::Key
+      << "dump" << YAML::Value << j.job.identity.dump << YAML::Key << "spec" << YAML::Value << j.job.spec.canonical
+      << YAML::EndMap;
   }
   y << YAML::EndSeq << YAML::EndMap;
   return std::string(y.c_str()) + "\n";

@@ -3,30 +3,35 @@
 // resolved specs (a list-valued parameter is a Cartesian-product axis; `zip:`
 // holds parameters whose lists vary together), crossed with every dump.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/io/dump_info.hpp"
-#include "kvlab/model/model_file.hpp"
-#include "kvlab/report/result_rows.hpp"
+#include "kvlab/runner/job.hpp"
+#include "kvlab/runner/model_step.hpp"
 #include "kvlab/sweep/sweep_config.hpp"
 
 namespace kvlab {
 
 struct SweepJob {
   std::size_t dump_index = 0;
-  ResolvedSpec spec;
-  JobIdentity identity;
+  Job job;
+};
+
+struct PlannedDump {
+  DumpInfo info;      // headers only
+  std::string error;  // non-empty: the dump cannot be read; its jobs will fail with this
 };
 
 struct SweepPlan {
   SweepConfig config;
-  std::vector<DumpInfo> dumps;     // validated (headers only)
+  std::vector<PlannedDump> dumps;
   std::vector<SweepJob> jobs;      // dump-major, then compressor entry order
   std::vector<std::string> param_columns;
   std::string out_dir;
-  std::shared_ptr<const ModelWeights> model;  // set when the sweep has `model:`
+  std::optional<ModelStepOptions> model;  // set when the sweep has `model:`
 };
 
 // Expands one compressor entry to spec texts (exposed for tests). Throws,
@@ -36,7 +41,8 @@ std::vector<std::string> expand_compressor_entry(const YAML::Node& entry, const 
                                                  std::size_t max_specs = kDefaultMaxJobs);
 
 // Resolves every spec, opens every dump header and checks each job can run
-// (queries/RoPE present). Throws kvlab::Error before any work is done.
+// (queries/RoPE present). Throws kvlab::Error before any work is done for a
+// bad sweep file or spec; a dump that cannot be read only fails its jobs.
 SweepPlan make_sweep_plan(const SweepConfig& config, const std::string& out_override = "");
 
 // The plan as YAML: kvlab version and git revision, settings, every job.

@@ -1,6 +1,5 @@
 #pragma once
-// Runs a SweepPlan: jobs of one dump go in chunks through replay_dump (each
-// layer read once per chunk, (job × kv head) blocks in parallel); each
+// Runs a SweepPlan through the job runner (runner/job_runner.hpp); each
 // finished job's rows are flushed at once (ResultsWriter), so an interrupted
 // sweep resumes without losing or duplicating rows.
 #include "kvlab/sweep/sweep_plan.hpp"
@@ -12,7 +11,7 @@ struct SweepRunOptions {
   bool overwrite = false;  // start afresh even if results exist
   bool quiet = false;
   int threads = 0;         // overrides the plan's when > 0
-  int chunk = 0;           // jobs per chunk (0: 4 × threads)
+  int chunk = 0;           // jobs per batch sharing layer reads (0: 4 × threads)
 };
 
 struct SweepOutcome {
