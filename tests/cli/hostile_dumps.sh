@@ -79,6 +79,21 @@ with h5py.File(sys.argv[1], "r+") as f:
   fi
 fi
 
+# A sweep over good and hostile dumps: the hostile dumps' jobs are marked
+# failed with their one-line error, the good dump's job still runs, exit 1.
+printf 'name: mixed\ndumps: [good.h5, vlen-length.h5, huge-seq-len.h5]\ncompressors: [kivi-2bit]\nout: mixed\n' >"$TMP/mixed.yaml"
+measured "$KVLAB" --quiet sweep "$TMP/mixed.yaml"
+summary="$TMP/mixed/summary.csv"
+if [[ $rc -eq 1 && $rss_mb -lt 500 && -f $summary ]] && grep -q "^[0-9a-f]*,ok,,good.h5," "$summary" &&
+   grep -qF ",failed,$TMP/vlen-length.h5: root attribute 'format': corrupt string" "$summary" &&
+   grep -qF ",failed,\"$TMP/huge-seq-len.h5: /layers/0/keys: declares" "$summary"; then
+  echo "ok   mixed sweep (${rss_mb} MB): good job ok, both hostile dumps failed in summary.csv"
+else
+  echo "FAIL mixed sweep: exit $rc, ${rss_mb} MB: $(cat "$TMP/err")"
+  [[ -f $summary ]] && cut -c1-200 "$summary"
+  failures=$((failures + 1))
+fi
+
 if [[ $failures -ne 0 ]]; then
   echo "$failures check(s) failed"
   exit 1
