@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # the analysis' report.html headless.
 packages=(g++ cmake ninja-build pkg-config libeigen3-dev libhdf5-dev libyaml-cpp-dev libfmt-dev
           libcli11-dev catch2 libopenmpi-dev openmpi-bin python3-numpy python3-pandas python3-matplotlib
-          python3-h5py python3-yaml chromium python3-dev pybind11-dev python3-pybind11 python3-pytest)
+          python3-h5py python3-yaml chromium python3-dev pybind11-dev python3-pybind11 python3-pytest
+          clang libfuzzer-14-dev libclang-rt-14-dev libomp-14-dev llvm-14)  # the last line: tools/run_hardening.sh
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

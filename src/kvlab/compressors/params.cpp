@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kvlab/core/error.hpp"
+#include "kvlab/io/quoted.hpp"
 
 namespace kvlab {
 
@@ -95,6 +96,10 @@ std::string ParamSpec::range_text() const {
 }
 
 SpecText parse_spec_text(std::string_view spec) {
+  // Messages quote the spec: keep them on one line.
+  for (const char c : spec)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      fail("compressor spec {}: control character in a spec (specs are printable text)", io::quoted(spec));
   const std::string text = trim(spec);
   if (text.empty()) fail("empty compressor spec");
   SpecText out;

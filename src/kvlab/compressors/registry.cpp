@@ -63,7 +63,7 @@ ResolvedSpec Registry::resolve_text(const SpecText& text, const std::string& whe
     for (const auto& [name, value] : text.params) {
       preset_set.erase(name);
       auto it = std::find_if(merged.params.begin(), merged.params.end(),
-                             [&](const auto& kv) { return kv.first == name; });
+                             [&name = name](const auto& kv) { return kv.first == name; });
       if (it != merged.params.end())
         it->second = value;
       else
@@ -83,7 +83,7 @@ ResolvedSpec Registry::resolve_text(const SpecText& text, const std::string& whe
   for (const auto& p : method.params) values[p.name] = p.default_value;
   for (const auto& [name, value] : text.params) {
     auto it = std::find_if(method.params.begin(), method.params.end(),
-                           [&](const ParamSpec& p) { return p.name == name; });
+                           [&name = name](const ParamSpec& p) { return p.name == name; });
     if (it == method.params.end())
       fail("{}: unknown parameter '{}' for {}{}; valid: {}", where, name, method.name,
            did_you_mean(name, names_of(method.params)), fmt::join(names_of(method.params), ", "));

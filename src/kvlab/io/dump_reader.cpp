@@ -3,13 +3,18 @@
 #include <fmt/format.h>
 #include <hdf5.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdint>
 
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/hdf5_checked.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
 #include "kvlab/io/hdf5_handle.hpp"
+#include "kvlab/io/hdf5_storage.hpp"
+#include "kvlab/io/memory_budget.hpp"
+#include "kvlab/io/probe_process.hpp"
 
 namespace kvlab {
 
@@ -36,9 +41,45 @@ struct DumpReader::Impl {
 
   DatasetHandle open_dataset(const std::string& path) const { return file.open_dataset(path); }
 
-  std::size_t check_tensor(const std::string& path, const std::vector<hsize_t>& expected,
-                           const char* dims_meaning) const {
-    return file.check_float_tensor(path, expected, dims_meaning);
+  // Largest chunk of any tensor as HDF5 decodes it: a read holds one.
+  std::uint64_t largest_chunk = 0;
+
+  std::size_t check_tensor(const std::string& path, const std::vector<hsize_t>& expected, const char* dims_meaning) {
+    const CheckedFile::TensorStorage storage = file.check_tensor_storage(path, expected, dims_meaning);
+    largest_chunk = std::max(largest_chunk, storage.chunk_bytes);
+    return storage.element_size;
+  }
+
+  // Memory read_layer takes for `tokens` positions: float32 matrices, the
+  // float16 staging buffer of one head and one decoded chunk.
+  std::uint64_t layer_read_bytes(int tokens, bool with_queries) const {
+    const std::uint64_t heads = static_cast<std::uint64_t>(info.num_kv_heads) * 2 +
+                                (with_queries && info.has_queries ? static_cast<std::uint64_t>(info.num_heads) : 0);
+    const std::uint64_t per_head = static_cast<std::uint64_t>(tokens) * static_cast<std::uint64_t>(info.head_dim);
+    return heads * per_head * sizeof(float) + per_head * 2 + largest_chunk;
+  }
+
+  void require_layer_memory(int tokens, bool with_queries) const {
+    require_memory(info.path,
+                   fmt::format("reading one layer ({} kv heads{} x {} tokens x {} channels as float32)",
+                               info.num_kv_heads,
+                               with_queries && info.has_queries ? fmt::format(" + {} query heads", info.num_heads) : "",
+                               tokens, info.head_dim),
+                   layer_read_bytes(tokens, with_queries));
+  }
+
+  // /tokens as int64, each id checked: a token id is in [0, 2^31).
+  std::vector<std::int64_t> load_tokens() const {
+    DatasetHandle ds = open_dataset("/tokens");
+    note_reading("/tokens (data)");
+    std::vector<std::int64_t> tokens(static_cast<std::size_t>(info.seq_len));
+    if (H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data()) < 0)
+      bad(fmt::format("/tokens: read failed, file truncated or corrupt ({})", last_hdf5_error()));
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      if (tokens[i] < 0 || tokens[i] > INT32_MAX)
+        bad(fmt::format("/tokens: token id {} at position {} is {}; token ids are in [0, {}]", tokens[i], i,
+                        tokens[i] < 0 ? "negative" : "too large", INT32_MAX));
+    return tokens;
   }
 
   int required_int(const char* name) const {
@@ -53,7 +94,7 @@ struct DumpReader::Impl {
     const hid_t f = file.get();
     const auto format = read_string_attribute(f, "format", info.path, "/");
     if (!format) bad("missing root attribute 'format' (expected \"kvdump\")");
-    if (*format != "kvdump") bad(fmt::format("root attribute 'format': expected \"kvdump\", found \"{}\"", *format));
+    if (*format != "kvdump") bad(fmt::format("root attribute 'format': expected \"kvdump\", found {}", quoted(*format)));
     const auto version = read_int_attribute(f, "version", info.path, "/");
     if (!version) bad("missing root attribute 'version' (expected 1)");
     if (*version != 1)
@@ -76,7 +117,7 @@ struct DumpReader::Impl {
     RopeStyle rope_style = RopeStyle::None;
     if (style) {
       if (*style != "neox" && *style != "gptj" && *style != "none")
-        bad(fmt::format("root attribute 'rope_style': expected \"neox\" or \"gptj\", found \"{}\"", *style));
+        bad(fmt::format("root attribute 'rope_style': expected \"neox\" or \"gptj\", found {}", quoted(*style)));
       rope_style = parse_rope_style(*style);
     }
     if (theta) {
@@ -134,9 +175,13 @@ struct DumpReader::Impl {
       if (shape != std::vector<hsize_t>{T})
         bad(fmt::format("/tokens: expected shape [{}] ([seq_len]), found {}", T, shape_to_string(shape)));
       DatatypeHandle type(H5Dget_type(ds.get()));
-      if (H5Tget_class(type.get()) != H5T_INTEGER)
+      const std::size_t size = H5Tget_size(type.get());
+      if (H5Tget_class(type.get()) != H5T_INTEGER || size == 0 || size > 8)
         bad(fmt::format("/tokens: expected integer elements, found {}", describe_type(type.get())));
+      check_storage_size(ds.get(), shape, size, file.size(), fmt::format("{}: /tokens", info.path));
+      load_tokens();
     }
+    require_layer_memory(info.seq_len, true);
   }
 
   // Reads heads [0, heads) × tokens [0, tokens) × all channels of a rank-3
@@ -162,6 +207,19 @@ struct DumpReader::Impl {
 };
 
 DumpReader::DumpReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  // Everything HDF5 parses to validate the file, plus the first token of
+  // every head (the chunk lookups and filters of a read), first in a child.
+  probe_in_child(path, [&path] {
+    Impl probe;
+    probe.info.path = path;
+    probe.file = CheckedFile(path, "kvdump");
+    probe.validate();
+    for (int layer = 0; layer < probe.info.num_layers; ++layer) {
+      probe.read_tensor(layer_path(layer, "keys"), probe.info.num_kv_heads, 1, 1);
+      probe.read_tensor(layer_path(layer, "values"), probe.info.num_kv_heads, 1, 1);
+      if (probe.info.has_queries) probe.read_tensor(layer_path(layer, "queries"), probe.info.num_heads, 1, 1);
+    }
+  });
   impl_->info.path = path;
   impl_->file = CheckedFile(path, "kvdump");
   impl_->validate();
@@ -178,6 +236,7 @@ LayerData DumpReader::read_layer(int layer, bool with_queries, int max_tokens, i
   if (layer < 0 || layer >= info.num_layers)
     fail("{}: layer {} out of range (the dump has layers 0..{})", info.path, layer, info.num_layers - 1);
   const int tokens = max_tokens < 0 ? info.seq_len : std::min(max_tokens, info.seq_len);
+  impl_->require_layer_memory(tokens, with_queries);
   LayerData data;
   data.layer = layer;
   data.keys = impl_->read_tensor(layer_path(layer, "keys"), info.num_kv_heads, tokens, decode_threads);
@@ -190,11 +249,7 @@ LayerData DumpReader::read_layer(int layer, bool with_queries, int max_tokens, i
 std::vector<std::int64_t> DumpReader::read_tokens() const {
   const DumpInfo& info = impl_->info;
   if (!info.has_tokens) fail_file("{}: missing dataset /tokens (the dump records no token ids)", info.path);
-  DatasetHandle ds = impl_->open_dataset("/tokens");
-  std::vector<std::int64_t> tokens(static_cast<std::size_t>(info.seq_len));
-  if (H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data()) < 0)
-    fail_file("{}: /tokens: read failed, file truncated or corrupt ({})", info.path, last_hdf5_error());
-  return tokens;
+  return impl_->load_tokens();
 }
 
 }  // namespace kvlab

@@ -12,28 +12,66 @@
 #include "kvlab/core/error.hpp"
 #include "kvlab/core/fp16.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
+#include "kvlab/io/hdf5_storage.hpp"
+#include "kvlab/io/probe_process.hpp"
 
 namespace kvlab::io {
 
 std::string layer_path(int layer, const char* name) { return fmt::format("/layers/{}/{}", layer, name); }
 
-bool path_exists(hid_t file, const std::string& path) {
+namespace {
+
+// Prefixes of an absolute HDF5 path: "/a/b/c" -> "/a", "/a/b", "/a/b/c".
+std::vector<std::string> path_prefixes(const std::string& path) {
+  std::vector<std::string> out;
   std::size_t pos = 0;
-  while ((pos = path.find('/', pos + 1)) != std::string::npos) {
-    if (H5Lexists(file, path.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
-  }
-  return H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0;
+  while ((pos = path.find('/', pos + 1)) != std::string::npos) out.push_back(path.substr(0, pos));
+  out.push_back(path);
+  return out;
 }
 
-namespace {
+bool is_hard_link(hid_t file, const std::string& path) {
+  H5L_info_t info;
+  return H5Lget_info(file, path.c_str(), &info, H5P_DEFAULT) >= 0 && info.type == H5L_TYPE_HARD;
+}
 
 bool is_dataset(hid_t file, const std::string& path) {
   H5O_info_t info;
-  if (H5Oget_info_by_name(file, path.c_str(), &info, H5P_DEFAULT) < 0) return false;
+  if (H5Oget_info_by_name2(file, path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return false;
   return info.type == H5O_TYPE_DATASET;
 }
 
+// "a soft link to \"/x\"", "an external link to \"f.h5\" object \"/x\"".
+std::string describe_link(hid_t file, const std::string& path) {
+  H5L_info_t info;
+  if (H5Lget_info(file, path.c_str(), &info, H5P_DEFAULT) < 0) return "a link that cannot be read";
+  if (info.type != H5L_TYPE_SOFT && info.type != H5L_TYPE_EXTERNAL)
+    return fmt::format("a user-defined link (type {})", static_cast<int>(info.type));
+  const char* kind = info.type == H5L_TYPE_SOFT ? "a soft link" : "an external link";
+  if (info.u.val_size == 0 || info.u.val_size > 4096) return kind;
+  std::vector<char> value(info.u.val_size, '\0');
+  if (H5Lget_val(file, path.c_str(), value.data(), value.size(), H5P_DEFAULT) < 0) return kind;
+  if (info.type == H5L_TYPE_SOFT)
+    return fmt::format("{} to {}", kind, quoted(std::string_view(value.data(), strnlen(value.data(), value.size()))));
+  unsigned flags = 0;
+  const char* target_file = nullptr;
+  const char* target_object = nullptr;
+  if (H5Lunpack_elink_val(value.data(), value.size(), &flags, &target_file, &target_object) < 0) return kind;
+  return fmt::format("{} to {} object {}", kind, quoted(target_file), quoted(target_object));
+}
+
 }  // namespace
+
+bool path_exists(hid_t file, const std::string& path) {
+  note_reading(path);
+  // Component by component, never through a soft or external link: H5Lexists
+  // on "/a/b" would follow "/a" wherever it points, even into another file.
+  for (const std::string& prefix : path_prefixes(path)) {
+    if (H5Lexists(file, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (!is_hard_link(file, prefix)) return true;  // CheckedFile::check_plain_path says why it is refused
+  }
+  return true;
+}
 
 CheckedFile::CheckedFile(const std::string& path, const char* kind) : path_(path) {
   silence_hdf5_errors();
@@ -47,7 +85,10 @@ CheckedFile::CheckedFile(const std::string& path, const char* kind) : path_(path
   } else {
     fail_file("{}: cannot be read ({})", path, std::strerror(errno));
   }
-  if (fs::file_size(path, ec) == 0) fail_file("{}: not an HDF5 file (the file is empty)", path);
+  if (!fs::is_regular_file(status)) fail_file("{}: not a regular file, expected a {} HDF5 file", path, kind);
+  file_size_ = fs::file_size(path, ec);
+  if (ec || file_size_ == 0) fail_file("{}: not an HDF5 file (the file is empty)", path);
+  note_reading("the file header (superblock)");
   if (H5Fis_hdf5(path.c_str()) <= 0) fail_file("{}: not an HDF5 file (no HDF5 signature found)", path);
   file_ = FileHandle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file_) {
@@ -58,18 +99,38 @@ CheckedFile::CheckedFile(const std::string& path, const char* kind) : path_(path
 
 void CheckedFile::bad(const std::string& what) const { fail_file("{}: {}", path_, what); }
 
+void CheckedFile::check_plain_path(const std::string& path) const {
+  for (const std::string& prefix : path_prefixes(path)) {
+    if (H5Lexists(file_.get(), prefix.c_str(), H5P_DEFAULT) <= 0) return;
+    if (!is_hard_link(file_.get(), prefix))
+      bad(fmt::format("{}: is {}; kvlab reads only objects stored in the file under their own path, and never "
+                      "follows links",
+                      prefix, describe_link(file_.get(), prefix)));
+  }
+}
+
 DatasetHandle CheckedFile::open_dataset(const std::string& dataset) const {
+  note_reading(dataset);
+  check_plain_path(dataset);
   if (!path_exists(file_.get(), dataset)) bad(fmt::format("missing dataset {}", dataset));
   if (!is_dataset(file_.get(), dataset))
     bad(fmt::format("{}: expected a dataset, found a group or other object", dataset));
   DatasetHandle ds(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT));
   if (!ds) bad(fmt::format("{}: cannot open dataset, file truncated or corrupt ({})", dataset, last_hdf5_error()));
+  check_storage_kind(ds.get(), fmt::format("{}: {}", path_, dataset));
   return ds;
 }
 
 std::size_t CheckedFile::check_float_tensor(const std::string& dataset, const std::vector<hsize_t>& expected,
                                             const std::string& dims_meaning) const {
+  return check_tensor_storage(dataset, expected, dims_meaning).element_size;
+}
+
+CheckedFile::TensorStorage CheckedFile::check_tensor_storage(const std::string& dataset,
+                                                             const std::vector<hsize_t>& expected,
+                                                             const std::string& dims_meaning) const {
   DatasetHandle ds = open_dataset(dataset);
+  note_reading(fmt::format("{} (shape, type and chunk index)", dataset));
   const std::vector<hsize_t> shape = dataset_shape(ds.get());
   if (shape.size() != expected.size())
     bad(fmt::format("{}: expected rank {} {} = {}, found rank {} {}", dataset, expected.size(), dims_meaning,
@@ -82,7 +143,10 @@ std::size_t CheckedFile::check_float_tensor(const std::string& dataset, const st
   if (H5Tget_class(type.get()) != H5T_FLOAT || (size != 2 && size != 4 && size != 8))
     bad(fmt::format("{}: expected float16, float32 or float64 elements, found {}", dataset,
                     describe_type(type.get())));
-  return size;
+  TensorStorage storage;
+  storage.element_size = size;
+  storage.chunk_bytes = check_storage_size(ds.get(), shape, size, file_size_, fmt::format("{}: {}", path_, dataset));
+  return storage;
 }
 
 FloatReader::FloatReader(const CheckedFile& file, const std::string& dataset)
@@ -107,6 +171,7 @@ void FloatReader::read_block(float* dst, const std::vector<hsize_t>& start, cons
 
 void FloatReader::read_into(float* dst, std::size_t n, hid_t mem_space, hid_t file_space, const std::string& part,
                             const char* noun, const Locate& locate) {
+  note_reading(part.empty() ? fmt::format("{} (data)", dataset_) : fmt::format("{} (data of {})", dataset_, part));
   herr_t status;
   if (raw_half_) {
     half_.resize(n);

@@ -7,6 +7,7 @@
 #include <hdf5.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,7 +19,9 @@ namespace kvlab::io {
 // "/layers/<layer>/<name>"
 std::string layer_path(int layer, const char* name);
 
-// True when every component of `path` ("/a/b/c") exists as a link.
+// True when every component of `path` ("/a/b/c") exists as a link. Never
+// follows a soft or external link: a path through one counts as existing,
+// and CheckedFile::check_plain_path then refuses it.
 bool path_exists(hid_t file, const std::string& path);
 
 // An HDF5 file opened read-only, bound to its file name for error messages.
@@ -36,19 +39,36 @@ class CheckedFile {
   // Throws "<file>: <what>".
   [[noreturn]] void bad(const std::string& what) const;
 
+  std::uint64_t size() const { return file_size_; }  // bytes on disk at open
+
   bool exists(const std::string& dataset) const { return path_exists(file_.get(), dataset); }
 
-  // Opens a dataset: "missing dataset X", "X: expected a dataset, ...".
+  // Throws unless every existing component of `path` is a hard link: soft,
+  // external and user-defined links are refused, never followed.
+  void check_plain_path(const std::string& path) const;
+
+  // Opens a dataset: "missing dataset X", "X: expected a dataset, ...", a
+  // link (check_plain_path), or storage outside the file or behind a filter
+  // other than deflate/shuffle/fletcher32 (check_storage_kind).
   DatasetHandle open_dataset(const std::string& dataset) const;
 
   // Checks rank, shape and float element type (float16/32/64) of `dataset`;
   // `dims_meaning` names the dimensions in messages ("[hidden_size]").
   // Returns the element size in bytes.
+  // Also checks that every element is stored (check_storage_size).
   std::size_t check_float_tensor(const std::string& dataset, const std::vector<hsize_t>& expected_shape,
                                  const std::string& dims_meaning) const;
+  struct TensorStorage {
+    std::size_t element_size = 0;
+    std::uint64_t chunk_bytes = 0;  // one chunk as decoded; 0 when not chunked
+  };
+  // check_float_tensor, also returning the chunk size.
+  TensorStorage check_tensor_storage(const std::string& dataset, const std::vector<hsize_t>& expected_shape,
+                                     const std::string& dims_meaning) const;
 
  private:
   std::string path_;
+  std::uint64_t file_size_ = 0;
   FileHandle file_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <hdf5.h>
 
+#include "kvlab/io/quoted.hpp"
+
 namespace kvlab::io {
 
 void silence_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
@@ -18,7 +20,7 @@ herr_t keep_innermost(unsigned n, const H5E_error2_t* err, void* data) {
 std::string last_hdf5_error() {
   std::string message;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, &message);
-  return message;
+  return escaped(message);  // it may quote names from the file
 }
 
 }  // namespace kvlab::io

@@ -7,6 +7,8 @@
 
 #include "kvlab/core/error.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
+#include "kvlab/io/hdf5_raw.hpp"
+#include "kvlab/io/probe_process.hpp"
 
 namespace kvlab::io {
 
@@ -20,6 +22,8 @@ std::string where(const std::string& file, const std::string& object_path, const
 // Opens the attribute and checks that it holds exactly one element.
 AttributeHandle open_single(hid_t object, const std::string& name, const std::string& file,
                             const std::string& object_path) {
+  note_reading(object_path.empty() || object_path == "/" ? fmt::format("root attribute '{}'", name)
+                                                         : fmt::format("attribute '{}' of {}", name, object_path));
   AttributeHandle attr(H5Aopen(object, name.c_str(), H5P_DEFAULT));
   if (!attr) fail_file("{}: cannot be opened ({})", where(file, object_path, name), last_hdf5_error());
   DataspaceHandle space(H5Aget_space(attr.get()));
@@ -30,7 +34,10 @@ AttributeHandle open_single(hid_t object, const std::string& name, const std::st
 
 }  // namespace
 
-bool has_attribute(hid_t object, const std::string& name) { return H5Aexists(object, name.c_str()) > 0; }
+bool has_attribute(hid_t object, const std::string& name) {
+  note_reading(fmt::format("the attributes (looking for '{}')", name));
+  return H5Aexists(object, name.c_str()) > 0;
+}
 
 std::optional<std::int64_t> read_int_attribute(hid_t object, const std::string& name, const std::string& file,
                                                const std::string& object_path) {
@@ -76,19 +83,13 @@ std::optional<std::string> read_string_attribute(hid_t object, const std::string
   DatatypeHandle type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_STRING)
     fail_file("{}: expected a string, found {}", where(file, object_path, name), describe_type(type.get()));
-  const H5T_cset_t cset = H5Tget_cset(type.get());
-  if (H5Tis_variable_str(type.get()) > 0) {
-    DatatypeHandle mem(H5Tcopy(H5T_C_S1));
-    H5Tset_size(mem.get(), H5T_VARIABLE);
-    H5Tset_cset(mem.get(), cset);
-    char* data = nullptr;
-    if (H5Aread(attr.get(), mem.get(), &data) < 0)
-      fail_file("{}: read failed ({})", where(file, object_path, name), last_hdf5_error());
-    std::string value = data ? std::string(data) : std::string();
-    if (data) H5free_memory(data);
-    return value;
-  }
+  if (H5Tis_variable_str(type.get()) > 0) return read_vlen_string_attribute(attr.get(), where(file, object_path, name));
   const std::size_t size = H5Tget_size(type.get());
+  const std::uint64_t file_bytes = file_size_of(attr.get());
+  if (size == 0 || size > file_bytes)
+    fail_file("{}: corrupt string attribute: fixed length {} against a file of {} bytes", where(file, object_path, name),
+         size, file_bytes);
+  const H5T_cset_t cset = H5Tget_cset(type.get());
   DatatypeHandle mem(H5Tcopy(H5T_C_S1));
   H5Tset_size(mem.get(), size + 1);  // room for a terminator
   H5Tset_strpad(mem.get(), H5T_STR_NULLTERM);

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "kvlab/io/quoted.hpp"
+
 namespace kvlab::io {
 
 // Owns one hid_t and closes it with Close (H5Fclose, H5Dclose, ...).

@@ -40,6 +40,12 @@ ReferenceRun run_reference(const ModelWeights& model, const std::vector<std::int
   const int steps = resolve_decode_steps(o, N);
   const int P = o.prompt_len;
   const ModelConfig& c = model.config;
+  // Every id up front: a step's target enters the cross-entropy before any
+  // step would feed (and check) it.
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+      fail("{}token id {} out of range (the model's vocabulary has ids 0..{}) at position {}",
+           dump ? dump->info().path + ": /tokens: " : std::string("decode: "), tokens[i], c.vocab_size - 1, i);
 
   std::optional<DumpKvChecker> checker;
   if (dump && kv.enabled)  // teacher mode fed the recorded tokens everywhere; free mode only the prompt

@@ -10,6 +10,8 @@
 
 #include "kvlab/compressors/params.hpp"
 #include "kvlab/core/error.hpp"
+#include "kvlab/io/quoted.hpp"
+#include "kvlab/sweep/strict_yaml.hpp"
 
 namespace kvlab {
 
@@ -17,8 +19,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kTopKeys = {"name", "version", "include", "dumps", "compressors", "replay",
-                                           "metrics", "threads", "seed", "out", "model", "decode"};
+const std::vector<std::string> kTopKeys = {"name",    "version", "include", "dumps", "compressors", "replay",
+                                           "metrics", "threads", "seed",    "out",   "model",       "decode",
+                                           "max_jobs"};
 const std::vector<std::string> kDecodeKeys = {"mode", "steps", "kv_rtol"};
 const std::vector<std::string> kReplayKeys = {"layers", "eval_every", "max_steps"};
 const std::vector<std::string> kMetrics = {"reconstruction", "attention"};
@@ -51,14 +54,9 @@ int int_in_range(const YAML::Node& node, const std::string& file, const std::str
 }
 
 YAML::Node load_yaml(const std::string& path) {
-  if (!fs::exists(path)) fail("{}: no such sweep file", path);
-  try {
-    YAML::Node node = YAML::LoadFile(path);
-    if (!node.IsMap()) fail("{}: a sweep file is a YAML map (name, dumps, compressors, ...)", path);
-    return node;
-  } catch (const YAML::Exception& e) {
-    fail("{}: invalid YAML at line {}: {}", path, e.mark.line + 1, e.msg);
-  }
+  YAML::Node node = load_strict_yaml(path);
+  if (!node.IsMap()) fail("{}: a sweep file is a YAML map (name, dumps, compressors, ...)", path);
+  return node;
 }
 
 // Paths in a file are relative to that file: rewrite them before merging.
@@ -119,6 +117,18 @@ YAML::Node load_with_includes(const std::string& path, int depth) {
 
 }  // namespace
 
+void check_sweep_name(const std::string& name, const std::string& file) {
+  const bool safe = !name.empty() && name.size() <= 128 && name != "." && name != ".." &&
+                    std::all_of(name.begin(), name.end(), [](char ch) {
+                      return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                             ch == '.' || ch == '_' || ch == '-';
+                    });
+  if (!safe)
+    fail("{}: 'name' {} must be 1-128 characters from A-Z a-z 0-9 . _ - (not \".\" or \"..\"): it names the "
+         "results folder",
+         file, io::quoted(name));
+}
+
 std::vector<std::string> expand_glob(const std::string& pattern) {
   glob_t g{};
   std::vector<std::string> out;
@@ -136,7 +146,7 @@ SweepConfig load_sweep_config(const std::string& path) {
 
   if (!root["name"]) fail("{}: missing required key 'name'", path);
   c.name = scalar_as<std::string>(root["name"], path, "name", "a string");
-  if (c.name.empty() || c.name.find('/') != std::string::npos) fail("{}: 'name' must be a plain non-empty name", path);
+  check_sweep_name(c.name, path);
   if (root["version"]) c.version = int_in_range(root["version"], path, "version", 1, 1);
 
   if (!root["dumps"]) fail("{}: missing required key 'dumps'", path);
@@ -181,6 +191,8 @@ SweepConfig load_sweep_config(const std::string& path) {
       if (name == "attention") c.replay.attention = true;
     }
   }
+  if (root["max_jobs"])
+    c.max_jobs = static_cast<std::size_t>(int_in_range(root["max_jobs"], path, "max_jobs", 1, 1 << 30));
   if (root["threads"]) c.replay.threads = int_in_range(root["threads"], path, "threads", 0, 1024);
   if (root["seed"]) c.replay.seed = static_cast<std::uint64_t>(int_in_range(root["seed"], path, "seed", 0, 1 << 30));
   if (root["out"]) c.out = scalar_as<std::string>(root["out"], path, "out", "a path");

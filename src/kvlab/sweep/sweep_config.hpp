@@ -12,6 +12,8 @@
 
 namespace kvlab {
 
+inline constexpr std::size_t kDefaultMaxJobs = 100000;
+
 struct SweepConfig {
   std::string file;                 // the YAML file
   std::string name;
@@ -27,12 +29,19 @@ struct SweepConfig {
   int decode_steps = -1;            // decode.steps: -1 = the decode default
   bool decode_kv_check = true;      // decode.kv_rtol: off disables the K/V check against the dump
   double decode_kv_rtol = 1e-2;     // decode.kv_rtol: its tolerance (relative norm per layer)
+  // Most specs one compressor entry may expand to (its lists' Cartesian
+  // product), checked before the product is built.
+  std::size_t max_jobs = kDefaultMaxJobs;
 };
 
 // Loads `path`, applies `include:` (fields here override the included file's;
 // maps merge key by key), resolves dump globs relative to the file that names
 // them, and validates everything but the compressor specs (see SweepPlan).
 SweepConfig load_sweep_config(const std::string& path);
+
+// Throws unless `name` is 1-128 characters of [A-Za-z0-9._-] and not "." or
+// "..": it becomes a folder name (results/<name>). `file` names the sweep file.
+void check_sweep_name(const std::string& name, const std::string& file);
 
 // Expands a glob pattern (*, ?, [..]) into sorted existing paths.
 std::vector<std::string> expand_glob(const std::string& pattern);

@@ -30,7 +30,8 @@ struct Axis {
 
 }  // namespace
 
-std::vector<std::string> expand_compressor_entry(const YAML::Node& entry, const std::string& where) {
+std::vector<std::string> expand_compressor_entry(const YAML::Node& entry, const std::string& where,
+                                                 std::size_t max_specs) {
   if (entry.IsScalar()) return {entry.Scalar()};
   if (!entry.IsMap()) fail("{}: a compressor is a spec string or a map with 'method'", where);
   std::string method;
@@ -75,6 +76,21 @@ std::vector<std::string> expand_compressor_entry(const YAML::Node& entry, const 
   }
   if (method.empty()) fail("{}: missing 'method'", where);
 
+  // Refuse an exploding product before building it.
+  std::size_t product = 1;
+  std::vector<std::string> sizes;
+  for (const Axis& axis : axes) {
+    const std::size_t n = axis.rows.size();
+    product = n != 0 && product > SIZE_MAX / n ? SIZE_MAX : product * n;
+    sizes.push_back(fmt::format("{}{}{}: {}", axis.names.size() > 1 ? "zip(" : "", fmt::join(axis.names, ", "),
+                                axis.names.size() > 1 ? ")" : "", n));
+  }
+  if (product > max_specs)
+    fail("{}: the lists of {} expand to {} specs ({}), more than max_jobs = {}; shorten the lists or raise "
+         "'max_jobs:' in the sweep file",
+         where, method, product == SIZE_MAX ? std::string("more than 2^64") : std::to_string(product),
+         fmt::join(sizes, " x "), max_specs);
+
   // Cartesian product over the axes, first axis slowest.
   std::vector<std::string> out;
   std::vector<std::size_t> idx(axes.size(), 0);
@@ -104,7 +120,7 @@ SweepPlan make_sweep_plan(const SweepConfig& config, const std::string& out_over
   std::set<std::string> seen;
   for (std::size_t i = 0; i < config.compressors.size(); ++i) {
     const std::string where = fmt::format("{}: compressors[{}]", config.file, i);
-    for (const std::string& text : expand_compressor_entry(config.compressors[i], where)) {
+    for (const std::string& text : expand_compressor_entry(config.compressors[i], where, config.max_jobs)) {
       ResolvedSpec r;
       try {
         r = registry.resolve(text);

@@ -34,8 +34,11 @@ struct SweepPlan {
   std::optional<ModelStepOptions> model;  // set when the sweep has `model:`
 };
 
-// Expands one compressor entry to spec texts (exposed for tests).
-std::vector<std::string> expand_compressor_entry(const YAML::Node& entry, const std::string& where);
+// Expands one compressor entry to spec texts (exposed for tests). Throws,
+// naming the entry and each axis with its length, when the product of its
+// lists exceeds `max_specs` (the sweep's max_jobs), before building it.
+std::vector<std::string> expand_compressor_entry(const YAML::Node& entry, const std::string& where,
+                                                 std::size_t max_specs = kDefaultMaxJobs);
 
 // Resolves every spec, opens every dump header and checks each job can run
 // (queries/RoPE present). Throws kvlab::Error before any work is done for a
