@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "kvlab/compressors/layer_state.hpp"
@@ -252,4 +253,43 @@ TEST_CASE("a failing job fails alone; the rest of its batch completes", "[replay
   CHECK(r[1].error == "late failure");
   CHECK(r[1].blocks.empty());
   CHECK(summarize(r[0]).v_rel_err_global == summarize(r[2]).v_rel_err_global);
+}
+
+TEST_CASE("a job's results do not depend on the jobs replayed with it", "[replay]") {
+  // Jobs of a batch share the recorded attention and run in lockstep groups;
+  // alone, each computes its own. Every number must be the same.
+  const DumpReader reader(tiny_dump());
+  std::vector<std::unique_ptr<Compressor>> owned;
+  std::vector<const Compressor*> jobs;
+  for (const auto& m : Registry::global().methods()) {
+    owned.push_back(Registry::global().build(m.name));
+    jobs.push_back(owned.back().get());
+  }
+  ReplayOptions o;
+  o.eval_every = 3;
+  o.max_steps = 70;
+  o.threads = 2;
+  const auto together = replay_dump(reader, jobs, o);
+  o.threads = 1;
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    INFO(jobs[j]->spec());
+    const Compressor* one[] = {jobs[j]};
+    const auto alone = replay_dump(reader, one, o);
+    REQUIRE(alone[0].ok() == together[j].ok());
+    REQUIRE(alone[0].blocks.size() == together[j].blocks.size());
+    for (std::size_t b = 0; b < alone[0].blocks.size(); ++b) {
+      const BlockResult &x = alone[0].blocks[b], &y = together[j].blocks[b];
+      REQUIRE(x.steps.size() == y.steps.size());
+      for (std::size_t s = 0; s < x.steps.size(); ++s) {
+        const StepPoint &p = x.steps[s], &q = y.steps[s];
+        CHECK(p.attn.out_rel == q.attn.out_rel);
+        CHECK(p.attn.kl == q.attn.kl);
+        CHECK(p.attn.kl_rev == q.attn.kl_rev);
+        CHECK(p.attn.dropped_mass == q.attn.dropped_mass);
+        CHECK((p.values.sq_err == q.values.sq_err && p.values.max_abs == q.values.max_abs));
+        CHECK((p.keys.sq_err == q.keys.sq_err || (std::isnan(p.keys.sq_err) && std::isnan(q.keys.sq_err))));
+        CHECK(p.bits == q.bits);
+      }
+    }
+  }
 }

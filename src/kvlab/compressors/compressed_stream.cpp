@@ -1,5 +1,7 @@
 #include "kvlab/compressors/compressed_stream.hpp"
 
+#include <algorithm>
+
 namespace kvlab {
 
 CompressedStream::CompressedStream(std::shared_ptr<const BlockCodec> codec, StreamPolicy policy,
@@ -26,8 +28,18 @@ void CompressedStream::compress_front(int count, ReconBuffer& recon, bool prefil
     scratch_ = dest;  // codecs never encode in place
     segment_bits_ += codec_->encode(scratch_, dest, ctx);
   }
+  formed_.push_back({fed_, compressed_, count});
   compressed_ += count;
   ++segments_;
+}
+
+void CompressedStream::changes_since(int since, RowRanges& out) const {
+  KVLAB_ASSERT(since >= 0 && since <= fed_);
+  add_rows(out, since, fed_);
+  // Segments formed after the view at `since` (newest first); their rows at
+  // or past `since` are already listed.
+  for (auto it = formed_.rbegin(); it != formed_.rend() && it->fed > since; ++it)
+    add_rows(out, it->start, std::min(it->start + it->count, since));
 }
 
 void CompressedStream::prefill(ConstMatrixRef x, ReconBuffer& recon) {

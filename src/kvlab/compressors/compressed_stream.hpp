@@ -40,6 +40,11 @@ class CompressedStream {
   int segments() const { return segments_; }
   BitCount bits() const;  // segments + 16 bits per FP16 tail element
 
+  // Appends to `out` the rows this stream wrote since it had fed `since`
+  // tokens: the tokens fed since, and the rows of segments formed since
+  // (CacheReader::changes_since). Finished segments are never written again.
+  void changes_since(int since, RowRanges& out) const;
+
  private:
   MatrixRef rows(ReconBuffer& recon, int start, int count) const;
   // Encodes the `count` oldest FP16 tokens; `source` holds their exact values
@@ -56,6 +61,12 @@ class CompressedStream {
   int segments_ = 0;
   BitCount segment_bits_;
   Matrix scratch_;
+  // Segment formations in order: rows [start, start + count) were encoded
+  // when `fed` tokens had been fed.
+  struct Formed {
+    int fed, start, count;
+  };
+  std::vector<Formed> formed_;
 };
 
 }  // namespace kvlab

@@ -17,4 +17,10 @@ void CacheReader::key_logits(ConstMatrixRef q, MatrixRef out) const {
   out.noalias() = q * v.keys.transpose();
 }
 
+void CacheReader::changes_since(int since, CacheChanges& out) const {
+  KVLAB_ASSERT(since >= 0 && since <= size());
+  out.clear();
+  out.add(0, size());
+}
+
 }  // namespace kvlab

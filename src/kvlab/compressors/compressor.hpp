@@ -15,6 +15,7 @@
 
 #include "kvlab/core/bit_count.hpp"
 #include "kvlab/core/rope.hpp"
+#include "kvlab/core/row_range.hpp"
 #include "kvlab/core/types.hpp"
 
 namespace kvlab {
@@ -63,6 +64,24 @@ struct CacheView {
   bool is_present(int i) const { return present == nullptr || (*present)[i] != 0; }
 };
 
+// Rows of a view that may have changed between two points of the feeding
+// (CacheReader::changes_since): rows of K̂ and rows of V̂ (an eviction changes
+// both, and the present mask). Ranges may overlap and may list rows that did
+// not change; a row listed in neither is bit-identical to what it was.
+struct CacheChanges {
+  RowRanges keys;
+  RowRanges values;
+
+  void clear() {
+    keys.clear();
+    values.clear();
+  }
+  void add(int begin, int end) {
+    add_rows(keys, begin, end);
+    add_rows(values, begin, end);
+  }
+};
+
 // The read side of one block's cache: what metrics and the model read.
 class CacheReader {
  public:
@@ -75,9 +94,24 @@ class CacheReader {
   // Attention logits q·K̂ᵀ (unscaled) for queries q [m × d] over positions
   // [0, size()) into out [m × size()]; values at absent positions are ignored
   // by the caller. Methods that store no reconstructible keys (QJL) override
-  // this with their score estimator.
+  // this with their score estimator and return false from
+  // keys_reconstructible(). While keys are reconstructible the logits are
+  // q·K̂ᵀ of view(): the replay computes them from the view itself.
   virtual void key_logits(ConstMatrixRef q, MatrixRef out) const;
   virtual bool keys_reconstructible() const { return true; }
+
+  // Into `out` (cleared first): the rows of view() that may differ from what
+  // view() showed when size() was `since` (0 <= since <= size(); 0 = before
+  // any token): the rows appended since, [since, size()), and every older row
+  // rewritten or evicted since. Lets the replay update its per-row metrics
+  // instead of rescanning the cache. The default lists every row, which is
+  // always correct; a state overrides it only if it knows exactly which of its
+  // rows it writes (finished segments that never change, evictions).
+  virtual void changes_since(int since, CacheChanges& out) const;
+  // Rows [0, frozen_rows()) of view() (K̂, V̂ and the present mask) will never
+  // change again: finished segments. Lets the replay read them once for
+  // several later steps. Never decreases, never exceeds size(); default 0.
+  virtual int frozen_rows() const { return 0; }
 };
 
 // One block (layer, kv head), fed as an inference engine feeds its cache.

@@ -104,6 +104,12 @@ class GearRecompressState : public CacheState {
     return b;
   }
   int recompressions() const { return recompressions_; }
+  // A recompression rewrites every row; otherwise only appended rows change.
+  void changes_since(int since, CacheChanges& out) const override {
+    KVLAB_ASSERT(since >= 0 && since <= size());
+    out.clear();
+    out.add(last_ > since ? 0 : since, size());
+  }
 
  private:
   BitCount encode(const BlockCodec& codec, MatrixRef rows, int tensor) {

@@ -13,6 +13,7 @@
 // view().keys holds, for sketched positions, k̃ = √(π/2)/m · ‖k‖ · Sᵀ·sign(S·k),
 // whose dot product with q is exactly the estimator (and E[k̃] = k), but it is
 // not a reconstruction: keys_reconstructible() is false.
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -91,6 +92,17 @@ class QjlState : public CacheState {
     if (t > n) out.middleCols(n, t - n).noalias() = q * recon_.view().keys.middleRows(n, t - n).transpose();
   }
   bool keys_reconstructible() const override { return false; }
+
+  // Keys: rows fed since and rows sketched since (sketched_ = max(0, t − buffer)
+  // at every size t); values: the stream's own changes.
+  void changes_since(int since, CacheChanges& out) const override {
+    KVLAB_ASSERT(since >= 0 && since <= size());
+    out.clear();
+    add_rows(out.keys, since, size());
+    add_rows(out.keys, std::max(0, since - cfg_.buffer), std::min(sketched_, since));
+    values_.changes_since(since, out.values);
+  }
+  int frozen_rows() const override { return std::min(sketched_, values_.compressed_tokens()); }
 
  private:
   void sketch_next() {

@@ -29,6 +29,12 @@ void StreamCacheState::append(ConstRowRef key, ConstRowRef value, const QueryGro
   values_.append(value, recon_);
 }
 
+void StreamCacheState::changes_since(int since, CacheChanges& out) const {
+  out.clear();
+  keys_.changes_since(since, out.keys);
+  values_.changes_since(since, out.values);
+}
+
 void Fp16CacheState::prefill(ConstMatrixRef keys, ConstMatrixRef values, const QueryGroup&) {
   const int n = static_cast<int>(keys.rows());
   recon_.resize(n);
@@ -41,6 +47,12 @@ void Fp16CacheState::append(ConstRowRef key, ConstRowRef value, const QueryGroup
   recon_.resize(t + 1);
   recon_.keys_rows(t, 1) = key;
   recon_.values_rows(t, 1) = value;
+}
+
+void Fp16CacheState::changes_since(int since, CacheChanges& out) const {
+  KVLAB_ASSERT(since >= 0 && since <= size());
+  out.clear();
+  out.add(since, size());
 }
 
 BitCount Fp16CacheState::bits() const {

@@ -2,6 +2,8 @@
 // A CacheState made of two CompressedStreams (keys and values) over one
 // ReconBuffer: the shape of every quantization-style method (uniform, KCVT,
 // KIVI, GEAR and its variants). Methods differ only in codecs and policies.
+#include <algorithm>
+
 #include "kvlab/compressors/compressed_stream.hpp"
 
 namespace kvlab {
@@ -20,6 +22,8 @@ class StreamCacheState : public CacheState {
   int size() const override { return recon_.size(); }
   CacheView view() const override { return recon_.view(); }
   BitCount bits() const override { return keys_.bits() + values_.bits(); }
+  void changes_since(int since, CacheChanges& out) const override;
+  int frozen_rows() const override { return std::min(keys_.compressed_tokens(), values_.compressed_tokens()); }
 
   const CompressedStream& key_stream() const { return keys_; }
   const CompressedStream& value_stream() const { return values_; }
@@ -39,6 +43,8 @@ class Fp16CacheState : public CacheState {
   int size() const override { return recon_.size(); }
   CacheView view() const override { return recon_.view(); }
   BitCount bits() const override;
+  void changes_since(int since, CacheChanges& out) const override;  // appended rows only
+  int frozen_rows() const override { return size(); }
 
  private:
   ReconBuffer recon_;

@@ -106,6 +106,15 @@ void TokenDropperState::evict(int position) {
   KVLAB_ASSERT(position >= 0 && position < recon_.size() && recon_.is_present(position));
   recon_.evict(position);
   --kept_;
+  evictions_.emplace_back(recon_.size(), position);
+}
+
+void TokenDropperState::changes_since(int since, CacheChanges& out) const {
+  KVLAB_ASSERT(since >= 0 && since <= recon_.size());
+  out.clear();
+  out.add(since, recon_.size());
+  for (auto it = evictions_.rbegin(); it != evictions_.rend() && it->first > since; ++it)
+    if (it->second < since) out.add(it->second, it->second + 1);
 }
 
 std::vector<int> TokenDropperState::kept_positions() const {

@@ -24,6 +24,7 @@
 // reconstruction written by the store), not the recorded keys.
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kvlab/compressors/params.hpp"
@@ -70,6 +71,10 @@ class TokenDropperState : public CacheState {
   int size() const override { return recon_.size(); }
   CacheView view() const override { return recon_.view(); }
   BitCount bits() const override;
+  // Rows appended since plus positions evicted since: stored rows are written
+  // once, so a subclass that feeds its cache only through store_token(s) and
+  // evict (the only way to reach it) is covered.
+  void changes_since(int since, CacheChanges& out) const override;
 
   int kept() const { return kept_; }
   bool is_present(int position) const { return recon_.is_present(position); }
@@ -95,6 +100,8 @@ class TokenDropperState : public CacheState {
   ReconBuffer recon_;
   int kept_ = 0;
   Matrix scratch_;
+  // Evictions in order: {size() when evicted, position}.
+  std::vector<std::pair<int, int>> evictions_;
 };
 
 // Selects the `count` highest-scoring positions among `candidates`; ties go to

@@ -141,8 +141,9 @@ struct DumpReader::Impl {
 
   // Reads heads [0, heads) × tokens [0, tokens) × all channels of a rank-3
   // dataset, one head per hyperslab, straight into float32 matrices.
-  std::vector<Matrix> read_tensor(const std::string& path, int heads, int tokens) const {
+  std::vector<Matrix> read_tensor(const std::string& path, int heads, int tokens, int decode_threads) const {
     FloatReader reader(file, path);
+    reader.set_decode_threads(decode_threads);
     const int d = info.head_dim;
     std::vector<Matrix> out(static_cast<std::size_t>(heads));
     for (int h = 0; h < heads; ++h) {
@@ -172,17 +173,17 @@ DumpReader& DumpReader::operator=(DumpReader&&) noexcept = default;
 
 const DumpInfo& DumpReader::info() const { return impl_->info; }
 
-LayerData DumpReader::read_layer(int layer, bool with_queries, int max_tokens) const {
+LayerData DumpReader::read_layer(int layer, bool with_queries, int max_tokens, int decode_threads) const {
   const DumpInfo& info = impl_->info;
   if (layer < 0 || layer >= info.num_layers)
     fail("{}: layer {} out of range (the dump has layers 0..{})", info.path, layer, info.num_layers - 1);
   const int tokens = max_tokens < 0 ? info.seq_len : std::min(max_tokens, info.seq_len);
   LayerData data;
   data.layer = layer;
-  data.keys = impl_->read_tensor(layer_path(layer, "keys"), info.num_kv_heads, tokens);
-  data.values = impl_->read_tensor(layer_path(layer, "values"), info.num_kv_heads, tokens);
+  data.keys = impl_->read_tensor(layer_path(layer, "keys"), info.num_kv_heads, tokens, decode_threads);
+  data.values = impl_->read_tensor(layer_path(layer, "values"), info.num_kv_heads, tokens, decode_threads);
   if (with_queries && info.has_queries)
-    data.queries = impl_->read_tensor(layer_path(layer, "queries"), info.num_heads, tokens);
+    data.queries = impl_->read_tensor(layer_path(layer, "queries"), info.num_heads, tokens, decode_threads);
   return data;
 }
 

@@ -31,8 +31,10 @@ class DumpReader {
   // Keys and values (and queries when with_queries and the dump has them) of
   // `layer`, for token positions [0, min(max_tokens, seq_len)) (all when
   // max_tokens < 0). Throws kvlab::Error on a bad layer index, a failed read
-  // (truncated/corrupt file) or a non-finite value.
-  LayerData read_layer(int layer, bool with_queries = true, int max_tokens = -1) const;
+  // (truncated/corrupt file) or a non-finite value. float16 data is read
+  // raw and decoded to float32 by `decode_threads` OpenMP threads (HDF5
+  // itself is called from the calling thread only).
+  LayerData read_layer(int layer, bool with_queries = true, int max_tokens = -1, int decode_threads = 1) const;
   // The /tokens dataset; throws kvlab::Error when the dump has none.
   std::vector<std::int64_t> read_tokens() const;
 

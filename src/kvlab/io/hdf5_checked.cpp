@@ -120,8 +120,7 @@ void FloatReader::read_into(float* dst, std::size_t n, hid_t mem_space, hid_t fi
     file_.bad(fmt::format("{}: read of {} failed, file truncated or corrupt ({})", dataset_, part,
                           last_hdf5_error()));
   }
-  if (raw_half_)
-    for (std::size_t i = 0; i < n; ++i) dst[i] = half_bits_to_float(half_[i]);
+  if (raw_half_) decode_half(half_.data(), dst, n, decode_threads_);
   const Eigen::Map<const Eigen::ArrayXf> values(dst, static_cast<Eigen::Index>(n));
   if (values.allFinite()) return;
   for (std::size_t i = 0; i < n; ++i)

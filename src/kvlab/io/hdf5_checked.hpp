@@ -71,6 +71,9 @@ class FloatReader {
   // `dst`. `part` names the block in messages ("head 3").
   void read_block(float* dst, const std::vector<hsize_t>& start, const std::vector<hsize_t>& count,
                   const std::string& part, const char* noun, const Locate& locate);
+  // OpenMP threads that decode raw float16 (default 1; HDF5 is only ever
+  // called from the calling thread).
+  void set_decode_threads(int threads) { decode_threads_ = threads; }
 
  private:
   void read_into(float* dst, std::size_t n, hid_t mem_space, hid_t file_space, const std::string& part,
@@ -81,6 +84,7 @@ class FloatReader {
   DatasetHandle ds_;
   DatatypeHandle type_;
   bool raw_half_ = false;
+  int decode_threads_ = 1;
   std::vector<std::uint16_t> half_;
 };
 

@@ -13,9 +13,21 @@
 //                  keeps tokens exactly it equals −log(1 − dropped_mass), so
 //                  it reflects dropped mass where kl (renormalised) cannot
 //   dropped_mass = Σ p over absent positions
+//
+// Computation, all in double with a fixed order of operations (so a result
+// does not depend on the CPU, the thread or how steps were batched): p and p̂
+// by softmax_into (maximum subtracted, a lane-wise exp within 2 ulp),
+// o and ô by weighted_row_sum (attention_kernels.hpp). The logs in the KLs
+// come from the log-sum-exp form, log p_i = (s·z_i − max) − log Σ, not from
+// log(p_i): no log per position, and a probability that underflows to 0 keeps
+// its finite logarithm. The recorded side depends only on the dump,
+// so the replay computes it once (ReferenceAttention) and compares any number
+// of compressed caches with it.
+#include <cstdint>
 #include <vector>
 
 #include "kvlab/core/types.hpp"
+#include "kvlab/metrics/softmax_kernels.hpp"
 
 namespace kvlab {
 
@@ -34,8 +46,35 @@ struct AttentionError {
   }
 };
 
-// Compares one query head. ref_logits / hat_logits: unscaled q·kᵀ, [n];
-// values / values_hat: [n × d]; present: null = all present.
+// The recorded cache's attention for one query head at one position (a view;
+// the storage belongs to whoever computed it).
+struct ReferenceAttention {
+  int tokens = 0;
+  const float* logits = nullptr;  // unscaled q·kᵀ [tokens]
+  const double* p = nullptr;      // softmax [tokens]
+  SoftmaxNorm norm;
+  const double* o = nullptr;      // p·V [d]
+  double o_norm2 = 0.0;           // Σ o_c², in channel order
+};
+
+// Buffers of the compressed side, reused across calls.
+struct AttentionScratch {
+  std::vector<double> p, o;
+};
+
+// The parts of compare_attention, for callers that form ô themselves:
+// kl, kl_rev and dropped_mass (out_rel left 0), writing p̂ [n] into p_hat.
+AttentionError compare_scores(const ReferenceAttention& ref, const float* hat_logits, const std::uint8_t* present,
+                              double scale, double* p_hat);
+// ‖o − ô‖ / ‖o‖ (‖o − ô‖ when o = 0), summed in channel order.
+double output_error(const ReferenceAttention& ref, const double* o_hat, int d);
+
+// Compares one query head of a compressed cache with its reference.
+// hat_logits: unscaled q·K̂ᵀ [n]; values_hat [n × d]; present: null = all present.
+AttentionError compare_attention(const ReferenceAttention& ref, const float* hat_logits, ConstMatrixRef values_hat,
+                                 const std::uint8_t* present, double scale, AttentionScratch& scratch);
+
+// One-off form (tests): computes the reference too.
 AttentionError compare_attention(const float* ref_logits, const float* hat_logits, ConstMatrixRef values,
                                  ConstMatrixRef values_hat, const std::uint8_t* present, double scale);
 

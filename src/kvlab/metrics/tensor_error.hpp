@@ -1,6 +1,13 @@
 #pragma once
 // Reconstruction error of one tensor of one block (REFERENCE: Metrics).
 // Absent tokens reconstruct as 0 (the view already holds zeros there).
+//
+// Summation order (fixed, so results do not depend on how they were
+// computed): each row's terms in double over its channels (row_error), then
+// the rows in blocks of kErrorRowBlock, each block summed in row order, then
+// the block sums in block order. TensorErrorTracker (tensor_error_tracker.hpp)
+// keeps the same per-row and per-block sums and updates only changed rows, so
+// it agrees with tensor_error bit for bit.
 #include <cmath>
 #include <limits>
 
@@ -22,7 +29,12 @@ struct TensorError {
   }
 };
 
-// x, x_hat: [t × d]. Accumulates in double.
+inline constexpr int kErrorRowBlock = 64;
+
+// The terms of one row x, x_hat [d]: Σ (x − x̂)², Σ x², max |x − x̂|.
+TensorError row_error(const float* x, const float* x_hat, int d);
+
+// x, x_hat: [t × d]. Accumulates in double, in the order above.
 TensorError tensor_error(ConstMatrixRef x, ConstMatrixRef x_hat);
 
 // A tensor whose error is not defined (QJL keys): every field NaN.

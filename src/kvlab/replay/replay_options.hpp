@@ -11,6 +11,11 @@ struct ReplayOptions {
   bool attention = true;    // attention metrics (need queries in the dump)
   std::uint64_t seed = 0;   // seeds every random stream, with (layer, head)
   int threads = 0;          // 0 = OpenMP's default
+  // K/V errors updated from the rows each state reports changed
+  // (CacheReader::changes_since); false recomputes them over the whole cache
+  // at every evaluated step. Results are identical either way (a test replays
+  // every method both ways); false is the reference for that test.
+  bool incremental = true;
 };
 
 // The decode steps at which metrics are taken: 0 (right after prefill, query
