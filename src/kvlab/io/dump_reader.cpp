@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kvlab/core/error.hpp"
+#include "kvlab/io/attention_attrs.hpp"
 #include "kvlab/io/hdf5_checked.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
 #include "kvlab/io/hdf5_handle.hpp"
@@ -137,6 +138,7 @@ struct DumpReader::Impl {
       if (H5Tget_class(type.get()) != H5T_INTEGER)
         bad(fmt::format("/tokens: expected integer elements, found {}", describe_type(type.get())));
     }
+    read_attention_attributes(file, info);
   }
 
   // Reads heads [0, heads) × tokens [0, tokens) × all channels of a rank-3

@@ -7,6 +7,7 @@
 #include "kvlab/core/error.hpp"
 #include "kvlab/core/progress.hpp"
 #include "kvlab/io/dump_reader.hpp"
+#include "kvlab/model/dump_attention_check.hpp"
 #include "kvlab/model/llama_forward.hpp"
 
 namespace kvlab {
@@ -41,6 +42,7 @@ ReferenceRun run_reference(const ModelWeights& model, const std::vector<std::int
   const int P = o.prompt_len;
   const ModelConfig& c = model.config;
 
+  if (dump) check_forward_attention(dump->info(), c, P + steps);
   std::optional<DumpKvChecker> checker;
   if (dump && kv.enabled)  // teacher mode fed the recorded tokens everywhere; free mode only the prompt
     checker.emplace(*dump, c, kv.rtol, o.free_running ? P : P + steps);
