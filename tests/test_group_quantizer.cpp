@@ -11,7 +11,7 @@ using namespace kvlab;
 
 namespace {
 
-// Plain reference: REFERENCE.md's formula, one group at a time, std::nearbyint.
+// Plain reference: the formula of docs/methods.md, one group at a time, std::nearbyint.
 Matrix reference_quantize(const Matrix& x, int bits, QuantAxis axis, int group) {
   Matrix out(x.rows(), x.cols());
   const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());

@@ -1,4 +1,4 @@
-"""Write and read kvdump v1 files (see docs / DESIGN.md section 2).
+"""Write and read kvdump v1 files (docs/dump-format.md).
 
 Dependencies: numpy and h5py only (no PyTorch), so the writer can be tested in
 CI and used by any recorder.

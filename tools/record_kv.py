@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Record the KV cache (and the post-RoPE queries) of a Hugging Face causal LM
-into kvdump v1 files (DESIGN.md section 2, docs/dump-format.md).
+into kvdump v1 files (docs/dump-format.md).
 
     python3 tools/record_kv.py --model PATH_OR_NAME --prompt "Once upon a time" \
         --new-tokens 256 --out dumps/ [--sample --seed 0 --temperature 0.9] [--dtype float16]

@@ -11,23 +11,12 @@ namespace kvlab::python {
 
 namespace {
 
-const char* type_name(ParamType t) {
-  switch (t) {
-    case ParamType::Int: return "int";
-    case ParamType::Float: return "float";
-    case ParamType::Bool: return "bool";
-    case ParamType::Choice: return "choice";
-    case ParamType::Spec: return "spec";
-  }
-  return "";
-}
-
 py::object bound(double v) { return std::isfinite(v) ? py::object(py::float_(v)) : py::object(py::none()); }
 
 py::dict param_dict(const ParamSpec& p) {
   py::dict d;
   d["name"] = p.name;
-  d["type"] = type_name(p.type);
+  d["type"] = param_type_name(p.type);
   d["default"] = p.default_value;
   d["doc"] = p.doc;
   d["min"] = bound(p.min);

@@ -10,17 +10,6 @@ namespace kvlab::cli {
 
 namespace {
 
-const char* type_name(ParamType t) {
-  switch (t) {
-    case ParamType::Int: return "int";
-    case ParamType::Float: return "float";
-    case ParamType::Bool: return "bool";
-    case ParamType::Choice: return "choice";
-    case ParamType::Spec: return "spec";
-  }
-  return "";
-}
-
 std::string registry_json(const Registry& reg, const std::string& only) {
   std::vector<std::string> methods;
   for (const MethodInfo& m : reg.methods()) {
@@ -32,7 +21,7 @@ std::string registry_json(const Registry& reg, const std::string& only) {
       params.push_back(fmt::format(
           "{{\"name\": {}, \"type\": {}, \"default\": {}, \"doc\": {}, \"min\": {}, \"max\": {}, \"choices\": [{}], "
           "\"range\": {}, \"applies_when\": {}}}",
-          json_string(p.name), json_string(type_name(p.type)), json_string(p.default_value), json_string(p.doc),
+          json_string(p.name), json_string(param_type_name(p.type)), json_string(p.default_value), json_string(p.doc),
           json_number(p.min), json_number(p.max), fmt::join(choices, ", "), json_string(p.range_text()),
           p.applies.always() ? std::string("null") : json_string(p.applies.text)));
     }

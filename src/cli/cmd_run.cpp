@@ -106,13 +106,15 @@ int run(const RunOptions& o, const GlobalOptions& global) {
   }
   fmt::print("{}", format_table(rows));
   const auto evals = evaluation_steps(selected_decode_steps(info, opts), opts.eval_every).size();
-  const std::string every = opts.eval_every > 0 ? fmt::format("every {}th, ", opts.eval_every) : "";
+  const std::string which = opts.eval_every == 1  ? "after prefill and every decode step"
+                            : opts.eval_every > 1 ? fmt::format("after prefill, every {} steps and the last", opts.eval_every)
+                                                  : "after prefill and the last";
   fmt::print(
       "ratio, bits/elem: exact size of the final cache. K/V rel err: sqrt(Σ‖X−X̂‖²/Σ‖X‖²) over all blocks of the "
-      "final cache.\nattn: means over query heads, layers and {} evaluated steps (after prefill, {}the last); "
+      "final cache.\nattn: means over query heads, layers and {} evaluated steps ({}); "
       "attn KL = KL(p′‖p̂) over kept tokens\nrenormalised; KL(p̂‖p) includes the dropped mass "
       "(docs/metrics.md).\n",
-      evals, every);
+      evals, which);
   for (std::size_t j = 0; j < sink.records.size(); ++j)
     if (labels[j] != sink.records[j].identity.spec)
       fmt::print("  {} = {}\n", labels[j], sink.records[j].identity.spec);

@@ -1,5 +1,5 @@
 #pragma once
-// The compressor contract (DESIGN.md §4).
+// The compressor contract (docs/adding-a-method.md walks through it).
 //
 // A Compressor is immutable, built from a spec, and thread-safe; it makes one
 // CacheState per block (one layer, one kv head). A CacheState is fed exactly as

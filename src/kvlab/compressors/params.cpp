@@ -68,6 +68,17 @@ bool parse_double(const std::string& s, double& out) {
 
 }  // namespace
 
+const char* param_type_name(ParamType t) {
+  switch (t) {
+    case ParamType::Int: return "int";
+    case ParamType::Float: return "float";
+    case ParamType::Bool: return "bool";
+    case ParamType::Choice: return "choice";
+    case ParamType::Spec: return "spec";
+  }
+  return "";
+}
+
 std::string ParamSpec::range_text() const {
   switch (type) {
     case ParamType::Bool: return "true|false";

@@ -19,6 +19,9 @@ namespace kvlab {
 
 enum class ParamType { Int, Float, Bool, Choice, Spec };
 
+// "int", "float", "bool", "choice", "spec": the names `kvlab list --json` and Python use.
+const char* param_type_name(ParamType t);
+
 class ParamValues;
 
 // When a parameter has an effect, as a function of the other parameters'

@@ -1,6 +1,6 @@
 #pragma once
 // Aggregates a JobResult into the numbers of one summary row and one row per
-// evaluated decode step (DESIGN.md §6). Aggregation runs in block order, so it
+// evaluated decode step (docs/metrics.md). Aggregation runs in block order, so it
 // is independent of how blocks were scheduled.
 #include <vector>
 
