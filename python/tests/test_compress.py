@@ -21,15 +21,24 @@ def all_specs():
     return [p["canonical"] for p in kvlab.presets()] + [kvlab.canonical(s) for s in EXTRA_SPECS]
 
 
+def ordered_sum(a):
+    """Σ of a float64 [T, d] in metrics/tensor_error.cpp's order: channel c of
+    a row in lane c mod 8 (sequentially, cumsum), lanes combined pairwise;
+    rows summed in blocks of 64 in row order, then the blocks in order."""
+    t, d = a.shape
+    lanes = np.cumsum(np.pad(a, ((0, 0), (0, -d % 8))).reshape(t, -1, 8), axis=1)[:, -1, :]
+    for w in (4, 2, 1):
+        lanes = lanes[:, :w] + lanes[:, w:2 * w]
+    rows = lanes[:, 0]
+    return np.cumsum([np.cumsum(rows[b:b + 64])[-1] for b in range(0, t, 64)])[-1]
+
+
 def tensor_error(x, x_hat):
     """metrics/tensor_error.cpp in NumPy, with the same rounding: float
-    differences, squares summed in double along each row, rows in order
-    (cumsum adds sequentially, unlike sum)."""
+    differences, squares in double, summed in the same order."""
     diff = (x - x_hat).astype(np.float32)
     d64, x64 = diff.astype(np.float64), x.astype(np.float64)
-    sq_err = np.cumsum(np.cumsum(d64 * d64, axis=1)[:, -1])[-1]
-    sq_norm = np.cumsum(np.cumsum(x64 * x64, axis=1)[:, -1])[-1]
-    return float(sq_err), float(sq_norm), float(np.max(np.abs(diff)))
+    return float(ordered_sum(d64 * d64)), float(ordered_sum(x64 * x64)), float(np.max(np.abs(diff)))
 
 
 @pytest.fixture(scope="module")
