@@ -193,7 +193,7 @@ TEST_CASE("attention fixtures: reference attention with scale, soft-cap and wind
   }
 }
 
-TEST_CASE("attention fixtures: evicting keys outside the window costs nothing; inside it, their reference weight",
+TEST_CASE("attention fixtures: evicting keys outside the window costs nothing, inside it their reference weight",
           "[attention_fixtures]") {
   const std::string path = fixture("neox");
   const DumpReader reader(path);
