@@ -2,17 +2,20 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <utility>
 
 #include "kvlab/core/fp16.hpp"
 #include "kvlab/core/rng.hpp"
 #include "kvlab/quant/group_quantizer.hpp"
+#include "kvlab/quant/outliers.hpp"
 
 using namespace kvlab;
 
 namespace {
 
-// Plain reference: the formula of docs/methods.md, one group at a time, std::nearbyint.
-Matrix reference_quantize(const Matrix& x, int bits, QuantAxis axis, int group) {
+// Plain reference: the formula of docs/methods.md, one group at a time,
+// std::nearbyint; masked elements take no part in min/max and reconstruct as 0.
+Matrix reference_quantize(const Matrix& x, int bits, QuantAxis axis, int group, const ElementMask* mask = nullptr) {
   Matrix out(x.rows(), x.cols());
   const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());
   const int len = axis == QuantAxis::PerToken ? d : n;
@@ -23,16 +26,23 @@ Matrix reference_quantize(const Matrix& x, int bits, QuantAxis axis, int group) 
     for (int s = 0; s < len; s += g) {
       const int e = std::min(len, s + g);
       auto at = [&](int i) -> float { return axis == QuantAxis::PerToken ? x(o, i) : x(i, o); };
+      auto excluded = [&](int i) {
+        return mask != nullptr && (axis == QuantAxis::PerToken ? (*mask)(o, i) : (*mask)(i, o)) != 0;
+      };
       float mn = INFINITY, mx = -INFINITY;
       for (int i = s; i < e; ++i) {
+        if (excluded(i)) continue;
         mn = std::min(mn, at(i));
         mx = std::max(mx, at(i));
       }
-      const float zero = round_to_fp16(mn);
-      const float scale = round_to_fp16((mx - mn) / levels);
+      const bool all_excluded = mn > mx;
+      const float zero = all_excluded ? 0.0f : round_to_fp16(mn);
+      const float scale = all_excluded ? 0.0f : round_to_fp16((mx - mn) / levels);
       for (int i = s; i < e; ++i) {
         float v = zero;
-        if (scale != 0.0f) {
+        if (excluded(i)) {
+          v = 0.0f;
+        } else if (scale != 0.0f) {
           const float q = std::nearbyint(std::clamp((at(i) - zero) / scale, 0.0f, levels));
           v = q * scale + zero;
         }
@@ -163,4 +173,68 @@ TEST_CASE("excluded elements skip min/max and reconstruct as zero", "[quant]") {
   Matrix expected(1, 4);
   expected << 0, 1, 0, 3;
   CHECK(out == expected);
+}
+
+TEST_CASE("masked quantization matches the plain reference on every path", "[quant]") {
+  // Channels not a multiple of 8 (vector tails), groups not a multiple of 8,
+  // a wholly excluded group, exact zeros of both signs and constant runs.
+  for (const auto& [n, d] : {std::pair{70, 45}, std::pair{130, 128}, std::pair{9, 3}}) {
+    Matrix x = random_matrix(n, d, static_cast<std::uint64_t>(n + d));
+    x.row(1).setZero();
+    x(2, 0) = -0.0f;
+    x.col(d - 1).setConstant(0.25f);
+    Rng rng(static_cast<std::uint64_t>(3 * n + d));
+    ElementMask mask(n, d);
+    for (int r = 0; r < n; ++r)
+      for (int c = 0; c < d; ++c) mask(r, c) = rng.below(10) == 0 ? 1 : 0;
+    mask.row(4).setOnes();  // every per-token group of this row excluded
+    mask.col(1).setOnes();  // every per-channel group of this column excluded
+    for (int bits : {1, 2, 4, 8})
+      for (QuantAxis axis : {QuantAxis::PerToken, QuantAxis::PerChannel})
+        for (int group : {0, 1, 5, 8, 32, 64}) {
+          INFO("n " << n << " d " << d << " bits " << bits << " axis " << to_string(axis) << " group " << group);
+          Matrix out(n, d), plain(n, d);
+          fake_quantize(x, {bits, axis, group}, out, &mask);
+          CHECK(out == reference_quantize(x, bits, axis, group, &mask));
+          fake_quantize(x, {bits, axis, group}, plain);
+          CHECK(plain == reference_quantize(x, bits, axis, group));
+          // In place (out aliases x) gives the same.
+          Matrix in_place = x;
+          fake_quantize(in_place, {bits, axis, group}, in_place, &mask);
+          CHECK(in_place == out);
+        }
+  }
+}
+
+TEST_CASE("a strided block quantizes like its copy", "[quant]") {
+  const Matrix wide = random_matrix(96, 80, 13);
+  for (QuantAxis axis : {QuantAxis::PerToken, QuantAxis::PerChannel}) {
+    Matrix a(96, 37), b(96, 37);
+    fake_quantize(wide.middleCols(5, 37), {2, axis, 32}, a);
+    fake_quantize(Matrix(wide.middleCols(5, 37)), {2, axis, 32}, b);
+    CHECK(a == b);
+  }
+}
+
+TEST_CASE("quantize_with_residual equals fake_quantize, add_outliers and x - out", "[quant]") {
+  for (QuantAxis axis : {QuantAxis::PerToken, QuantAxis::PerChannel}) {
+    const Matrix x = random_matrix(150, 45, 21);
+    const OutlierSet s = extract_outliers(x, OutlierConfig{axis, 0.1, -1});
+    for (int group : {0, 8, 32}) {
+      const QuantConfig cfg{2, axis, group};
+      Matrix want(x.rows(), x.cols()), out(x.rows(), x.cols()), residual;
+      fake_quantize(x, cfg, want, &s.mask);
+      add_outliers(s, want);
+      const BitCount b = quantize_with_residual(x, cfg, out, residual, &s.mask);
+      CHECK(b == quant_bits(150, 45, cfg));
+      CHECK(out == want);
+      CHECK(residual == Matrix(x - want));
+      // Without outliers: plain quantization and its residual.
+      Matrix plain(x.rows(), x.cols());
+      fake_quantize(x, cfg, want);
+      quantize_with_residual(x, cfg, plain, residual);
+      CHECK(plain == want);
+      CHECK(residual == Matrix(x - want));
+    }
+  }
 }

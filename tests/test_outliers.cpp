@@ -93,3 +93,48 @@ TEST_CASE("outliers: one per side per token (the GEAR default) matches the refer
     }
   }
 }
+
+TEST_CASE("outliers: vector tails, long rows of words and misleading samples match the reference", "[outliers]") {
+  // Column counts around the 8-lane and 64-column word boundaries.
+  for (int d : {1, 7, 13, 64, 70, 130}) {
+    Matrix x = random_matrix(1200, d, static_cast<std::uint64_t>(d), false);
+    for (auto axis : {QuantAxis::PerToken, QuantAxis::PerChannel})
+      for (double s : {0.02, 0.05}) {
+        const OutlierConfig cfg{axis, s, -1};
+        const bool pt = axis == QuantAxis::PerToken;
+        const int k = outlier_count_per_side(cfg, pt ? d : 1200);
+        INFO("d " << d << " axis " << to_string(axis) << " s " << s << " k " << k);
+        const OutlierSet o = extract_outliers(x, cfg);
+        CHECK((o.mask.array() == reference_mask(x, pt, k).array()).all());
+      }
+  }
+  // Samples (every 16th row) that mislead the per-channel thresholds: column 0
+  // samples the maxima only (far too many entries fall below the sampled low
+  // threshold), column 1 samples the minima (too few fall below it), column 2
+  // ties everywhere outside the samples.
+  Matrix x = random_matrix(4096, 9, 77, false);
+  for (int r = 0; r < 4096; ++r) {
+    const bool sampled = r % 16 == 0;
+    x(r, 0) = sampled ? 5.0f : -1.0f - 0.001f * static_cast<float>(r % 7);
+    x(r, 1) = sampled ? -5.0f - static_cast<float>(r) : x(r, 1);
+    x(r, 2) = sampled ? x(r, 2) : 0.5f;
+  }
+  for (double s : {0.004, 0.02}) {
+    const OutlierConfig cfg{QuantAxis::PerChannel, s, -1};
+    const int k = outlier_count_per_side(cfg, 4096);
+    const OutlierSet o = extract_outliers(x, cfg);
+    CHECK((o.mask.array() == reference_mask(x, false, k).array()).all());
+    for (const auto& e : o.entries) CHECK(e.value == round_to_fp16(x(e.row, e.col)));
+  }
+}
+
+TEST_CASE("outliers: a strided view selects like its copy", "[outliers]") {
+  const Matrix wide = random_matrix(2048, 40, 8, true);
+  for (auto axis : {QuantAxis::PerToken, QuantAxis::PerChannel}) {
+    const OutlierConfig cfg{axis, 0.05, -1};
+    const OutlierSet a = extract_outliers(wide.middleCols(3, 21), cfg);
+    const OutlierSet b = extract_outliers(Matrix(wide.middleCols(3, 21)), cfg);
+    CHECK((a.mask.array() == b.mask.array()).all());
+    CHECK(a.entries.size() == b.entries.size());
+  }
+}

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 # python3-yaml: the analysis reads config.resolved.yaml; chromium: a test screenshots
 # the analysis' report.html headless.
 packages=(g++ cmake ninja-build pkg-config libeigen3-dev libhdf5-dev libyaml-cpp-dev libfmt-dev
-          libcli11-dev catch2 python3-numpy python3-pandas python3-matplotlib python3-h5py
-          python3-yaml chromium python3-dev pybind11-dev python3-pybind11 python3-pytest)
+          libcli11-dev catch2 libopenmpi-dev openmpi-bin python3-numpy python3-pandas python3-matplotlib
+          python3-h5py python3-yaml chromium python3-dev pybind11-dev python3-pybind11 python3-pytest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,19 +1,14 @@
-// bench_gear: one 7B-shaped layer (32 kv heads, K and V each [4096 × 128]) through
-// GEAR 2-bit (G=64, s=0.02, r=4, loop=3): prefill of all 4096 tokens for every
-// head (compress + reconstruct), parallel over heads with OpenMP (2 threads),
-// best of 5, against a memory floor measured in the same run (copy K and V
-// into fresh buffers), plus a single-thread breakdown (one head, ×32).
-#include <omp.h>
-
-#include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <functional>
-#include <vector>
-
-#include "kvlab/core/allocator.hpp"
+// bench_gear: one 7B-shaped layer (32 kv heads, K and V each [4096 × 128])
+// through GEAR 2-bit (G=64, s=0.02, r=4, loop=3): prefill of all 4096 tokens
+// of every head (compress + reconstruct), parallel over heads, against the
+// memory floor (copy K and V into preallocated buffers) measured interleaved
+// in the same run; median, min and max over the runs. Then a single-thread
+// breakdown over all 32 heads by stage of GearCodec::encode, and a bitwise
+// hash of the reconstruction (equal for any thread count).
+//   usage: bench_gear [--threads N] [--runs R] [--spec S] [--no-breakdown]
+#include "bench_common.hpp"
 #include "kvlab/compressors/registry.hpp"
-#include "kvlab/core/rng.hpp"
+#include "kvlab/core/allocator.hpp"
 #include "kvlab/quant/group_quantizer.hpp"
 #include "kvlab/quant/lowrank.hpp"
 #include "kvlab/quant/outliers.hpp"
@@ -21,37 +16,64 @@
 using namespace kvlab;
 
 namespace {
-constexpr int kHeads = 32, kTokens = 4096, kDim = 128, kThreads = 2, kReps = 5;
 
-double best_ms(const std::function<void()>& f, int reps = kReps) {
-  double best = 1e30;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    const auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double, std::milli>(t1 - t0).count());
+constexpr int kHeads = 32, kTokens = 4096, kDim = 128;
+constexpr double kTargetMs = 120;
+
+// The stages of GearCodec::encode for a prefill segment, on one thread, each
+// K and V block taken through all stages in turn (as the codec does, so a
+// stage finds the block where the previous one left it in cache); per-stage
+// thread CPU time (robust to other work on a shared machine), summed over the
+// layer. Mirrors gear_codec.cpp.
+void breakdown(const bench::Layer& layer, int runs) {
+  const QuantConfig kq{2, QuantAxis::PerChannel, 64}, vq{2, QuantAxis::PerToken, 64};
+  const OutlierConfig ko{QuantAxis::PerChannel, 0.02, -1}, vo{QuantAxis::PerToken, 0.02, -1};
+  std::vector<double> t_out, t_quant, t_lr;
+  Matrix out(kTokens, kDim);
+  for (int run = 0; run < runs; ++run) {
+    double o = 0, q = 0, l = 0;
+    for (int i = 0; i < 2 * kHeads; ++i) {
+      const bool values = i % 2 == 1;
+      const Matrix& x = values ? layer.values[i / 2] : layer.keys[i / 2];
+      OutlierSet s;
+      Matrix residual;
+      o += bench::cpu_seconds_of([&] { s = extract_outliers(x, values ? vo : ko); });
+      q += bench::cpu_seconds_of([&] { quantize_with_residual(x, values ? vq : kq, out, residual, &s.mask); });
+      l += bench::cpu_seconds_of([&] {
+        Rng rng = Rng::for_block(1, 0, i / 2, static_cast<std::uint64_t>(i % 2));
+        const LowRankFactors f = power_iteration(residual, 4, 3, rng);
+        add_lowrank(f, out);
+      });
+    }
+    t_out.push_back(o);
+    t_quant.push_back(q);
+    t_lr.push_back(l);
   }
-  return best;
+  const bench::Stats o = bench::stats_of(t_out), q = bench::stats_of(t_quant), l = bench::stats_of(t_lr);
+  fmt::print("  breakdown of the default G=64 s=0.02 r=4 loop=3, 1 thread, all {} heads (K and V), thread CPU time, "
+             "median (min-max) of {} runs:\n",
+             kHeads, runs);
+  fmt::print("    outlier selection:                      {:6.1f} ms ({:.1f}-{:.1f})\n", o.median * 1e3, o.min * 1e3,
+             o.max * 1e3);
+  fmt::print("    quantizer, outliers back, residual:     {:6.1f} ms ({:.1f}-{:.1f})\n", q.median * 1e3, q.min * 1e3,
+             q.max * 1e3);
+  fmt::print("    power iteration, L added:               {:6.1f} ms ({:.1f}-{:.1f})\n", l.median * 1e3, l.min * 1e3,
+             l.max * 1e3);
+  fmt::print("    sum:                                    {:6.1f} ms (half of it: {:.1f} ms)\n",
+             (o.median + q.median + l.median) * 1e3, (o.median + q.median + l.median) * 1e3 / 2);
 }
 
-Matrix make_block(std::uint64_t seed, bool keys) {
-  Rng rng(seed);
-  Matrix x(kTokens, kDim);
-  for (int i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.normal());
-  if (keys)  // a few outlier channels, as in RoPE keys
-    for (int c : {3, 17, 70, 101}) x.col(c) *= 12.0f;
-  return x;
-}
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   kvlab::tune_allocator();
-  std::vector<Matrix> K, V;
-  for (int h = 0; h < kHeads; ++h) {
-    K.push_back(make_block(2 * h + 1, true));
-    V.push_back(make_block(2 * h + 2, false));
-  }
-  const auto comp = Registry::global().build("gear:bits=2,group=64,sparsity=0.02,rank=4,rank_decode=2,loop=3,buffer=64");
+  const bench::Args args(argc, argv, {"--threads", "--runs", "--spec"}, {"--no-breakdown"},
+                         "bench_gear [--threads N] [--runs R] [--spec S] [--no-breakdown]");
+  const int threads = args.get_int("--threads", 2), runs = std::max(1, args.get_int("--runs", 11));
+  const std::string spec =
+      args.get("--spec", "gear:bits=2,group=64,sparsity=0.02,rank=4,rank_decode=2,loop=3,buffer=64");
+  const bench::Layer layer = bench::make_layer(kHeads, kTokens, kDim);
+  const auto comp = Registry::global().build(spec);
   BlockContext base;
   base.num_kv_heads = kHeads;
   base.head_dim = kDim;
@@ -59,70 +81,45 @@ int main() {
   base.max_tokens = kTokens;
   base.seed = 1;
 
-  double checksum = 0;
-  const double gear_ms = best_ms([&] {
-    double sum = 0;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(kThreads) reduction(+ : sum)
+  std::vector<std::unique_ptr<CacheState>> states(kHeads);
+  auto replay = [&] {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int h = 0; h < kHeads; ++h) {
       BlockContext ctx = base;
       ctx.kv_head = h;
-      auto st = comp->new_state(ctx);
-      st->prefill(K[h], V[h], {});
-      const CacheView v = st->view();
-      sum += v.keys(kTokens - 1, 0) + v.values(0, 0);
+      states[h] = comp->new_state(ctx);
+      states[h]->prefill(layer.keys[h], layer.values[h], {});
     }
-    checksum = sum;
-  });
-
-  const double floor_ms = best_ms([&] {
-    double sum = 0;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(kThreads) reduction(+ : sum)
-    for (int h = 0; h < kHeads; ++h) {
-      Matrix k = K[h], v = V[h];
-      sum += k(kTokens - 1, 0) + v(0, 0);
-    }
-    checksum += sum * 0;
-  });
-
-  // Single-thread breakdown on one head (K and V), scaled ×32.
-  const QuantConfig kq{2, QuantAxis::PerChannel, 64}, vq{2, QuantAxis::PerToken, 64};
-  const OutlierConfig ko{QuantAxis::PerChannel, 0.02, -1}, vo{QuantAxis::PerToken, 0.02, -1};
-  OutlierSet ks, vs;
-  const double out_ms = best_ms([&] {
-    ks = extract_outliers(K[0], ko);
-    vs = extract_outliers(V[0], vo);
-  });
-  Matrix kd(kTokens, kDim), vd(kTokens, kDim);
-  const double quant_ms = best_ms([&] {
-    fake_quantize(K[0], kq, kd, &ks.mask);
-    fake_quantize(V[0], vq, vd, &vs.mask);
-  });
-  add_outliers(ks, kd);
-  add_outliers(vs, vd);
-  const double lr_ms = best_ms([&] {
-    for (int t = 0; t < 2; ++t) {
-      Matrix& out = t == 0 ? kd : vd;
-      const Matrix residual = (t == 0 ? K[0] : V[0]) - out;
-      Rng rng = Rng::for_block(1, 0, 0, t);
-      const LowRankFactors f = power_iteration(residual, 4, 3, rng);
-      Matrix tmp = out;
-      add_lowrank(f, tmp);
-      checksum += tmp(0, 0) * 0;
-    }
-  });
-
-  const double bytes = 2.0 * kHeads * kTokens * kDim * sizeof(float);  // K and V, read once
-  std::printf("bench_gear: 1 layer, %d kv heads, K,V [%d x %d] each, GEAR 2-bit G=64 s=0.02 r=4 loop=3, %d threads\n",
-              kHeads, kTokens, kDim, kThreads);
-  std::printf("  gear prefill (compress+reconstruct): %8.1f ms  (%.2f GB/s of K+V input)\n", gear_ms,
-              bytes / gear_ms / 1e6);
-  std::printf("  memory floor (copy K,V):             %8.1f ms  (%.2f GB/s read+write)\n", floor_ms,
-              2 * bytes / floor_ms / 1e6);
-  std::printf("  ratio to floor:                      %8.1f x\n", gear_ms / floor_ms);
-  std::printf("  breakdown, 1 thread, one head x32:   outliers %.1f ms, quantize %.1f ms, power iteration %.1f ms "
-              "(sum %.1f ms; /%d threads = %.1f ms)\n",
-              out_ms * kHeads, quant_ms * kHeads, lr_ms * kHeads, (out_ms + quant_ms + lr_ms) * kHeads, kThreads,
-              (out_ms + quant_ms + lr_ms) * kHeads / kThreads);
-  std::printf("  target <= 200 ms: %s   (checksum %.3f)\n", gear_ms <= 200 ? "met" : "NOT met", checksum);
+  };
+  const std::string load_before = bench::load_average();
+  bench::MemoryFloor floor(layer, threads);
+  replay();  // warm-up: allocator and page faults
+  floor.run();
+  std::vector<double> t_gear, t_floor;
+  for (int i = 0; i < runs; ++i) {
+    t_floor.push_back(floor.run());
+    t_gear.push_back(bench::seconds_of(replay));
+  }
+  std::uint64_t hash = 1469598103934665603ULL;
+  for (const auto& s : states) {
+    const CacheView v = s->view();
+    hash = bench::hash_bits(v.values, bench::hash_bits(v.keys, hash));
+  }
+  std::vector<double> ratios;
+  for (int i = 0; i < runs; ++i) ratios.push_back(t_gear[i] / t_floor[i]);
+  const bench::Stats g = bench::stats_of(t_gear), f = bench::stats_of(t_floor), r = bench::stats_of(ratios);
+  fmt::print("bench_gear: {} on one 7B-shaped layer ({} kv heads, K and V [{} x {}] each), prefill, {} thread{}\n",
+             comp->spec(), kHeads, kTokens, kDim, threads, threads == 1 ? "" : "s");
+  fmt::print("  command: {}\n", args.command());
+  fmt::print("  load average before / after: {} / {}\n", load_before, bench::load_average());
+  fmt::print("  gear layer (compress+reconstruct):  {}\n", bench::ms(g));
+  fmt::print("  memory floor (copy K,V), same run:  {}  ({:.1f} GB/s read+write at the median)\n", bench::ms(f, 2),
+             floor.bytes() / f.median / 1e9);
+  fmt::print("  ratio to the floor, run by run:     median {:.1f}x (min {:.1f}, max {:.1f})\n", r.median, r.min, r.max);
+  if (threads == 2)
+    fmt::print("  target <= {:.0f} ms (median, 2 threads): {}\n", kTargetMs,
+               g.median * 1e3 <= kTargetMs ? "met" : "NOT met");
+  fmt::print("  reconstruction hash: {:016x} (bitwise; equal for every thread count)\n", hash);
+  if (!args.has("--no-breakdown")) breakdown(layer, std::min(runs, 5));
   return 0;
 }

@@ -1,14 +1,15 @@
-// A 100-job sweep on a small synthetic dump: speed-up of 2 threads over 1 and
+// A 100-job sweep on a small synthetic dump: speed-up of N threads over 1 and
 // the fixed overhead per job (plan, scheduling, CSV) measured with jobs that
-// do almost no replay work.
-//   usage: bench_sweep [threads]
+// do almost no replay work. Runs alternate (1 thread, N threads, overhead) so
+// background load hits all alike; median, min and max over the runs.
+//   usage: bench_sweep [--threads N] [--runs R]
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "kvlab/core/allocator.hpp"
 #include "bench_common.hpp"
+#include "kvlab/core/allocator.hpp"
 #include "kvlab/io/synth.hpp"
 #include "kvlab/sweep/sweep_runner.hpp"
 
@@ -28,11 +29,16 @@ double run(const std::string& yaml, const fs::path& out, int threads) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+std::string seconds(const bench::Stats& s) {
+  return fmt::format("median {:.3f} s (min {:.3f}, max {:.3f}; {} runs)", s.median, s.min, s.max, s.runs);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   kvlab::tune_allocator();
-  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+  const bench::Args args(argc, argv, {"--threads", "--runs"}, {}, "bench_sweep [--threads N] [--runs R]");
+  const int threads = args.get_int("--threads", 2), runs = std::max(1, args.get_int("--runs", 5));
   const fs::path dir = fs::temp_directory_path() / fmt::format("kvlab_bench_sweep_{}", ::getpid());
   fs::create_directories(dir);
   SynthOptions s;
@@ -49,17 +55,26 @@ int main(int argc, char** argv) {
                                           "  - {method: uniform, bits: [1, 2, 3, 4, 5, 6, 7, 8, 2, 3], "
                                           "group: [0, 16, 32, 64, 8, 4, 2, 1, 24, 48]}\n";
 
-  const double t1 = std::min(run((dir / "work.yaml").string(), dir / "r1", 1), run((dir / "work.yaml").string(), dir / "r1", 1));
-  const double tn = std::min(run((dir / "work.yaml").string(), dir / "rn", threads),
-                             run((dir / "work.yaml").string(), dir / "rn", threads));
-  const double overhead = std::min(run((dir / "overhead.yaml").string(), dir / "ro", 1),
-                                   run((dir / "overhead.yaml").string(), dir / "ro", 1));
+  const std::string load_before = bench::load_average();
+  std::vector<double> t1, tn, speedup, overhead;
+  for (int i = 0; i < runs; ++i) {
+    t1.push_back(run((dir / "work.yaml").string(), dir / "r1", 1));
+    tn.push_back(run((dir / "work.yaml").string(), dir / "rn", threads));
+    speedup.push_back(t1.back() / tn.back());
+    overhead.push_back(run((dir / "overhead.yaml").string(), dir / "ro", 1) / 100);
+  }
+  const bench::Stats s1 = bench::stats_of(t1), sn = bench::stats_of(tn), sp = bench::stats_of(speedup),
+                     ov = bench::stats_of(overhead);
   fmt::print("bench_sweep: 100 KIVI jobs on a 4-layer, 2-kv-head, 1024-token dump (eval every 16 steps)\n");
-  fmt::print("  1 thread:            {:8.3f} s\n", t1);
-  fmt::print("  {} threads:           {:8.3f} s\n", threads, tn);
-  fmt::print("  speed-up:            {:8.2f}x  (target >= 1.8x with 2 threads)\n", t1 / tn);
-  fmt::print("  overhead per job:    {:8.2f} ms (100 near-empty jobs: plan, dump header, scheduling, CSV; target < 5 ms)\n",
-             overhead * 1e3 / 100);
+  fmt::print("  command: {}\n", args.command());
+  fmt::print("  load average before / after: {} / {}\n", load_before, bench::load_average());
+  fmt::print("  1 thread:          {}\n", seconds(s1));
+  fmt::print("  {} threads:         {}\n", threads, seconds(sn));
+  fmt::print("  speed-up, run by run: median {:.2f}x (min {:.2f}, max {:.2f}); target >= 1.8x with 2 threads\n",
+             sp.median, sp.min, sp.max);
+  fmt::print("  overhead per job:  {} (100 near-empty jobs on 1 thread: plan, dump header, scheduling, CSV; "
+             "target < 5 ms)\n",
+             bench::ms(ov, 2));
   fs::remove_all(dir);
   return 0;
 }

@@ -24,5 +24,6 @@ void add_sweep_command(CLI::App& app, GlobalOptions& global, Action& action);
 void add_regress_command(CLI::App& app, GlobalOptions& global, Action& action);
 void add_decode_command(CLI::App& app, GlobalOptions& global, Action& action);
 void add_schema_command(CLI::App& app, GlobalOptions& global, Action& action);
+void add_merge_command(CLI::App& app, GlobalOptions& global, Action& action);
 
 }  // namespace kvlab::cli

@@ -10,6 +10,7 @@
 #include "kvlab/core/allocator.hpp"
 #include "kvlab/core/build_info.hpp"
 #include "kvlab/core/error.hpp"
+#include "kvlab/distributed/communicator.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
 
 namespace {
@@ -49,14 +50,12 @@ std::string suggest_for_parse_error(CLI::App& app, int argc, char** argv) {
   return {};
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  kvlab::tune_allocator();
+int run(int argc, char** argv) {
   using namespace kvlab::cli;
   CLI::App app{"kvlab: replay recorded KV caches through compressors and measure error and size"};
   app.set_version_flag("--version",
-                       fmt::format("kvlab {} ({})", kvlab::build_info::version, kvlab::build_info::git_revision()));
+                       fmt::format("kvlab {} ({}{})", kvlab::build_info::version, kvlab::build_info::git_revision(),
+                                   kvlab::distributed::built_with_mpi() ? ", MPI" : ""));
   app.require_subcommand(1);
   app.fallthrough();  // global flags such as --quiet may follow the subcommand
   GlobalOptions global;
@@ -71,6 +70,7 @@ int main(int argc, char** argv) {
   add_regress_command(app, global, action);
   add_decode_command(app, global, action);
   add_schema_command(app, global, action);
+  add_merge_command(app, global, action);
 
   // --help shows every default.
   app.option_defaults()->always_capture_default();
@@ -93,13 +93,37 @@ int main(int argc, char** argv) {
                  hint.empty() ? " (see kvlab --help)" : "");
     return e.get_exit_code();
   }
+  const auto& comm = kvlab::distributed::world();
+  // Under MPI, an error all ranks agreed on is reported once (rank 0) and
+  // every rank exits; an error on one rank alone ends the whole MPI job, since
+  // the others may be waiting for it.
+  const std::string rank = comm.parallel() ? fmt::format(" (rank {} of {})", comm.rank(), comm.size()) : "";
+  int code = 0;
   try {
     return action ? action() : 0;
+  } catch (const kvlab::distributed::AgreedError& e) {
+    if (comm.root()) std::fprintf(stderr, "kvlab: error: %s\n", e.what());
+    return 1;
+  } catch (const kvlab::Error& e) {
+    std::fprintf(stderr, "kvlab: error%s: %s\n", rank.c_str(), e.what());
+    code = 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvlab: unexpected error%s: %s\n", rank.c_str(), e.what());
+    code = 2;
+  }
+  if (comm.parallel()) comm.abort(code);
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kvlab::tune_allocator();
+  try {
+    const kvlab::distributed::Session mpi(&argc, &argv);  // MPI for the process's lifetime, when under mpirun/srun
+    return run(argc, argv);
   } catch (const kvlab::Error& e) {
     std::fprintf(stderr, "kvlab: error: %s\n", e.what());
     return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "kvlab: unexpected error: %s\n", e.what());
-    return 2;
   }
 }

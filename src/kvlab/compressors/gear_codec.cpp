@@ -12,24 +12,26 @@ std::uint64_t GearCodec::rng_purpose(int tensor, int segment_index) {
 
 BitCount GearCodec::encode(ConstMatrixRef x, MatrixRef out, const SegmentContext& ctx) const {
   const int n = static_cast<int>(x.rows()), d = static_cast<int>(x.cols());
-  BitCount bits;
-  const bool sparse = cfg_.outlier_count >= 0 || cfg_.sparsity > 0.0;
-  if (sparse) {
-    const OutlierSet s = extract_outliers(x, OutlierConfig{cfg_.quant.axis, cfg_.sparsity, cfg_.outlier_count});
-    bits = fake_quantize(x, cfg_.quant, out, &s.mask);
-    add_outliers(s, out);
-    bits.sparse = s.bits();
-  } else {
-    bits = fake_quantize(x, cfg_.quant, out);
-  }
   const int rank = ctx.prefill ? cfg_.rank : cfg_.rank_decode;
-  if (rank > 0 && lowrank_effective_rank(n, d, rank) > 0) {
-    const Matrix residual = x - out;
+  const bool lowrank = rank > 0 && lowrank_effective_rank(n, d, rank) > 0;
+  const bool sparse = cfg_.outlier_count >= 0 || cfg_.sparsity > 0.0;
+  OutlierSet s;
+  if (sparse) s = extract_outliers(x, OutlierConfig{cfg_.quant.axis, cfg_.sparsity, cfg_.outlier_count});
+  const ElementMask* mask = sparse ? &s.mask : nullptr;
+  BitCount bits;
+  if (lowrank) {
+    // D̂ + S and the residual R = X − D̂ − S in one pass.
+    Matrix residual;
+    bits = quantize_with_residual(x, cfg_.quant, out, residual, mask);
     Rng rng = Rng::for_block(ctx.seed, ctx.layer, ctx.kv_head, rng_purpose(ctx.tensor, ctx.segment_index));
     const LowRankFactors f = power_iteration(residual, rank, cfg_.loop, rng);
     add_lowrank(f, out);
     bits.lowrank = lowrank_bits(n, d, rank);
+  } else {
+    bits = fake_quantize(x, cfg_.quant, out, mask);
+    if (sparse) add_outliers(s, out);
   }
+  if (sparse) bits.sparse = s.bits();
   return bits;
 }
 

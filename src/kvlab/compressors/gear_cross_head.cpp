@@ -1,6 +1,8 @@
 #include "kvlab/compressors/gear_cross_head.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <numeric>
 
 #include "kvlab/compressors/gear_codec.hpp"
@@ -73,12 +75,25 @@ BitCount CrossHeadValueCodec::encode(ConstMatrixRef x, MatrixRef out, const Segm
   KVLAB_ASSERT(j < selection_.size() && !used_[j] && selection_[j].mask.rows() == n && selection_[j].mask.cols() == d);
   const OutlierSet& s = selection_[j];
   used_[j] = true;
-  BitCount bits = fake_quantize(x, quant_, out, &s.mask);
-  add_outliers(s, out);
-  bits.sparse = s.bits();
   const int rank = ctx.prefill ? rank_ : rank_decode_;
-  if (rank > 0 && lowrank_effective_rank(n, d, rank) > 0) {
-    const Matrix residual = x - out;
+  const bool lowrank = rank > 0 && lowrank_effective_rank(n, d, rank) > 0;
+  BitCount bits;
+  Matrix residual;
+  if (lowrank) {
+    // quantize_with_residual writes x's own values, rounded to FP16, at the
+    // masked positions: exactly the entries, chosen from these rows.
+    KVLAB_ASSERT(std::all_of(s.entries.begin(), s.entries.end(),
+                             [&](const SparseEntry& e) {
+                               return std::bit_cast<std::uint32_t>(e.value) ==
+                                      std::bit_cast<std::uint32_t>(round_to_fp16(x(e.row, e.col)));
+                             }));
+    bits = quantize_with_residual(x, quant_, out, residual, &s.mask);
+  } else {
+    bits = fake_quantize(x, quant_, out, &s.mask);
+    add_outliers(s, out);
+  }
+  bits.sparse = s.bits();
+  if (lowrank) {
     Rng rng = Rng::for_block(ctx.seed, ctx.layer, ctx.kv_head, GearCodec::rng_purpose(ctx.tensor, ctx.segment_index));
     add_lowrank(power_iteration(residual, rank, loop_, rng), out);
     bits.lowrank = lowrank_bits(n, d, rank);

@@ -49,4 +49,11 @@ BitCount quant_bits(int n, int d, const QuantConfig& cfg);
 BitCount fake_quantize(ConstMatrixRef x, const QuantConfig& cfg, MatrixRef out,
                        const ElementMask* exclude = nullptr);
 
+// GEAR's backbone in one pass (out must not alias x): out = D̂ + S, i.e.
+// fake_quantize(x, cfg, out, outliers) followed by add_outliers for the
+// extract_outliers set behind `outliers` (each outlier becomes 0 + its FP16
+// value), and residual = x − out, resized to [n × d]. Returns quant_bits.
+BitCount quantize_with_residual(ConstMatrixRef x, const QuantConfig& cfg, MatrixRef out, Matrix& residual,
+                                const ElementMask* outliers = nullptr);
+
 }  // namespace kvlab

@@ -36,7 +36,7 @@ struct SparseEntry {
 
 struct OutlierSet {
   ElementMask mask;                  // [n × d], 1 = outlier (for fake_quantize's `exclude`)
-  std::vector<SparseEntry> entries;  // row-major order within each vector's scan
+  std::vector<SparseEntry> entries;  // grouped by vector; deterministic order within one
   std::uint64_t bits() const { return kOutlierBitsPerEntry * entries.size(); }
 };
 

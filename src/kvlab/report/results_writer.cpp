@@ -7,7 +7,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <sstream>
+#include <unordered_map>
 
 #include "kvlab/core/csv.hpp"
 #include "kvlab/core/error.hpp"
@@ -35,15 +37,7 @@ std::vector<std::string> read_complete_lines(const fs::path& path) {
   return lines;
 }
 
-void write_whole_file(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) fail("{}: cannot write", tmp.string());
-  }
-  fs::rename(tmp, path);  // atomic replace
-}
+void write_whole_file(const fs::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
 
 void write_all(int fd, const std::string& data, const std::string& file) {
   std::size_t done = 0;
@@ -58,6 +52,55 @@ void write_all(int fd, const std::string& data, const std::string& file) {
 }
 
 }  // namespace
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) fail("{}: cannot write", tmp);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);  // atomic replace
+  if (ec) fail("{}: cannot replace: {}", path, ec.message());
+}
+
+FileRows read_file_rows(const std::string& path) {
+  FileRows out;
+  const auto lines = read_complete_lines(path);
+  if (lines.empty()) return out;
+  out.header = lines.front();
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    const auto fields = csv_split(lines[i]);
+    out.rows.emplace_back(fields.empty() ? std::string() : fields[0], lines[i]);
+  }
+  return out;
+}
+
+std::vector<std::string> finished_job_ids(const FileRows& summary) {
+  std::vector<std::string> ids;
+  for (const auto& [id, line] : summary.rows) {
+    const auto fields = csv_split(line);
+    if (fields.size() > 1 && fields[1] == "ok") ids.push_back(id);
+  }
+  return ids;
+}
+
+std::string lines_in_job_order(const FileRows& rows, const std::vector<std::string>& job_order) {
+  std::unordered_map<std::string, std::size_t> position;
+  for (std::size_t i = 0; i < job_order.size(); ++i) position.emplace(job_order[i], i + 1);
+  std::vector<std::size_t> order(rows.rows.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  auto key = [&](std::size_t i) {
+    const auto it = position.find(rows.rows[i].first);
+    return it == position.end() ? std::size_t{0} : it->second;  // unknown jobs first
+  };
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return key(a) < key(b); });
+  std::string text = rows.header + "\n";
+  for (std::size_t i : order) text += rows.rows[i].second + "\n";
+  return text;
+}
 
 std::vector<std::string> ResultsWriter::files(const TableLayout& layout) {
   std::vector<std::string> out;
@@ -119,6 +162,17 @@ JobRows ResultsWriter::format(const TableLayout& layout, const JobRecord& record
       if (!text.empty()) rows.emplace_back(name, std::move(text));
     }
   return rows;
+}
+
+void ResultsWriter::order_rows(const std::vector<std::string>& job_order) const {
+  for (const std::string& name : files(layout_)) {
+    const std::string path = (fs::path(dir_) / name).string();
+    const FileRows rows = read_file_rows(path);
+    const std::string text = lines_in_job_order(rows, job_order);
+    std::string current = rows.header + "\n";
+    for (const auto& [id, line] : rows.rows) current += line + "\n";
+    if (text != current) write_file_atomically(path, text);
+  }
 }
 
 void ResultsWriter::append(const JobRows& rows, const std::string& job_id, bool ok) {

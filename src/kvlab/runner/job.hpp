@@ -2,7 +2,9 @@
 // A job: one compressor spec replayed on one dump with fixed replay settings.
 // Every front end (run, sweep, regress, MPI ranks, shards, Python) describes
 // its work as a list of jobs and hands it to the one runner (job_runner.hpp).
+#include <span>
 #include <string>
+#include <vector>
 
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/replay/replay_options.hpp"
@@ -20,5 +22,8 @@ struct Job {
 // Jobs share a dump's layer reads when they replay the same file with the
 // same settings.
 bool same_replay(const Job& a, const Job& b);
+
+// A group id per job: consecutive jobs with the same replay share one.
+std::vector<std::size_t> same_replay_groups(std::span<const Job> jobs);
 
 }  // namespace kvlab

@@ -16,6 +16,12 @@ bool same_replay(const Job& a, const Job& b) {
          x.max_steps == y.max_steps && x.attention == y.attention && x.seed == y.seed;
 }
 
+std::vector<std::size_t> same_replay_groups(std::span<const Job> jobs) {
+  std::vector<std::size_t> g(jobs.size(), 0);
+  for (std::size_t i = 1; i < jobs.size(); ++i) g[i] = same_replay(jobs[i - 1], jobs[i]) ? g[i - 1] : g[i - 1] + 1;
+  return g;
+}
+
 long long job_blocks(const Job& job, const DumpInfo& info) {
   try {
     return static_cast<long long>(selected_layers(info, job.replay).size()) * info.num_kv_heads;

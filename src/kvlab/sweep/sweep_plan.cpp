@@ -8,6 +8,7 @@
 
 #include "kvlab/core/build_info.hpp"
 #include "kvlab/core/error.hpp"
+#include "kvlab/core/hash.hpp"
 #include "kvlab/io/dump_reader.hpp"
 #include "kvlab/replay/replay_dump.hpp"
 #include "kvlab/report/job_identity.hpp"
@@ -182,6 +183,7 @@ std::string resolved_plan_yaml(const SweepPlan& plan) {
       y << "off";
     y << YAML::EndMap;
   }
+  y << YAML::Key << "plan_hash" << YAML::Value << plan_hash(plan);
   y << YAML::Key << "jobs" << YAML::Value << YAML::BeginSeq;
   for (const auto& j : plan.jobs) {
     y << YAML::Flow << YAML::BeginMap << YAML::Key << "id" << YAML::Value << j.job.identity.job_id << YAML::Key
@@ -190,6 +192,17 @@ std::string resolved_plan_yaml(const SweepPlan& plan) {
   }
   y << YAML::EndSeq << YAML::EndMap;
   return std::string(y.c_str()) + "\n";
+}
+
+std::vector<std::string> plan_job_ids(const SweepPlan& plan) {
+  std::vector<std::string> ids;
+  for (const SweepJob& j : plan.jobs) ids.push_back(j.job.identity.job_id);
+  return ids;
+}
+
+std::string plan_hash(const SweepPlan& plan) {
+  return hex_hash(fmt::format("jobs={}|params={}|model={}", fmt::join(plan_job_ids(plan), ","),
+                              fmt::join(plan.param_columns, ","), plan.model.has_value()));
 }
 
 }  // namespace kvlab

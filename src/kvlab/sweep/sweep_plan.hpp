@@ -42,7 +42,16 @@ std::vector<std::string> expand_compressor_entry(const YAML::Node& entry, const 
 // bad sweep file or spec; a dump that cannot be read only fails its jobs.
 SweepPlan make_sweep_plan(const SweepConfig& config, const std::string& out_override = "");
 
-// The plan as YAML: kvlab version and git revision, settings, every job.
+// The plan as YAML: kvlab version and git revision, settings, the plan hash,
+// every job (in plan order: the order of the rows of every results file).
 std::string resolved_plan_yaml(const SweepPlan& plan);
+
+// A hash of what the results files of the plan hold: every job id in plan
+// order (ids cover spec, dump name and size, replay settings, model) and the
+// parameter columns. Shards and merges of one plan share it.
+std::string plan_hash(const SweepPlan& plan);
+
+// Job ids in plan order.
+std::vector<std::string> plan_job_ids(const SweepPlan& plan);
 
 }  // namespace kvlab
