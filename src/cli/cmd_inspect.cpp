@@ -1,6 +1,8 @@
 // kvlab inspect: validate a kvdump and summarise it (shapes, per-layer statistics).
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -16,6 +18,56 @@
 namespace kvlab::cli {
 
 namespace {
+
+// "0.9, 0.23, 0.017" (the first few, then "... (n)").
+std::string list_numbers(const std::vector<double>& v) {
+  std::string out;
+  for (std::size_t i = 0; i < std::min<std::size_t>(v.size(), 4); ++i) out += fmt::format("{}{:.6g}", i ? ", " : "", v[i]);
+  if (v.size() > 4) out += fmt::format(", ... ({} in all)", v.size());
+  return out;
+}
+
+void print_rope(const DumpInfo& info) {
+  bool any = false;
+  for (int l = 0; l < info.num_layers; ++l) any = any || info.rope_of(l).has_value();
+  if (!any) {
+    fmt::print("rope         not recorded\n");
+    return;
+  }
+  if (info.rope) {
+    const RopeInfo& r = *info.rope;
+    if (r.inv_freq.empty())
+      fmt::print("rope         {}, theta {}", to_string(r.style), r.theta);
+    else
+      fmt::print("rope         {}, inv_freq [{}]{}", to_string(r.style), list_numbers(r.inv_freq),
+                 r.theta > 0 ? fmt::format(" (rope_theta {} not used)", r.theta) : "");
+  } else {
+    fmt::print("rope         {}, per-layer frequencies only", to_string(info.rope_style));
+  }
+  const int rd = info.rotary_dim > 0 ? info.rotary_dim : info.head_dim;
+  fmt::print(", rotary_dim {}{}", rd, rd < info.head_dim ? fmt::format(" of {}", info.head_dim) : "");
+  if (info.rope && info.rope->attention_scaling != 1.0) fmt::print(", attention scaling {}", info.rope->attention_scaling);
+  fmt::print("\n");
+  for (int l = 0; l < info.num_layers && l < static_cast<int>(info.layer_attention.size()); ++l) {
+    const DumpInfo::LayerAttention& la = info.layer_attention[static_cast<std::size_t>(l)];
+    if (!la.rope_inv_freq.empty()) fmt::print("  layer {:<4}  inv_freq [{}]\n", l, list_numbers(la.rope_inv_freq));
+    if (la.rope_attention_scaling) fmt::print("  layer {:<4}  attention scaling {}\n", l, *la.rope_attention_scaling);
+  }
+}
+
+void print_attention(const DumpInfo& info) {
+  if (info.attn_scale)
+    fmt::print("attention    scale {} (attn_scale)", *info.attn_scale);
+  else
+    fmt::print("attention    scale 1/sqrt(head_dim) = {:.6g} (default)", 1.0 / std::sqrt(static_cast<double>(info.head_dim)));
+  if (info.attn_logit_softcap) fmt::print(", logit soft-cap {}", *info.attn_logit_softcap);
+  std::string windows;
+  for (int l = 0; l < static_cast<int>(info.layer_attention.size()); ++l) {
+    const int w = info.layer_attention[static_cast<std::size_t>(l)].sliding_window;
+    if (w > 0) windows += fmt::format("{}{}: {}", windows.empty() ? "" : ", ", l, w);
+  }
+  fmt::print(", {}\n", windows.empty() ? "full causal attention" : "sliding window (layer: W) " + windows);
+}
 
 struct InspectArgs {
   std::string dump;
@@ -59,10 +111,8 @@ int run_inspect(const InspectArgs& args, bool quiet) {
     fmt::print("queries      [{}, {}, {}] per layer\n", info.num_heads, info.seq_len, info.head_dim);
   else
     fmt::print("queries      none\n");
-  if (info.rope)
-    fmt::print("rope         {}, theta {}\n", to_string(info.rope->style), info.rope->theta);
-  else
-    fmt::print("rope         not recorded\n");
+  print_rope(info);
+  print_attention(info);
   fmt::print("tokens       {}\n", info.has_tokens ? "yes" : "no");
   if (!info.text.empty()) fmt::print("text         {}\n", one_line(info.text, 100));
   if (args.no_stats) return 0;

@@ -13,12 +13,16 @@ constexpr int kRowChunk = 128;  // query rows per logits product (bounds the scr
 }
 
 void accumulate_attention_scores(std::span<const ConstMatrixRef> heads, int first_position, ConstMatrixRef keys,
-                                 const std::uint8_t* present, std::span<double> scores) {
+                                 const std::uint8_t* present, std::span<double> scores,
+                                 const AttentionRule& rule) {
   const int n = static_cast<int>(keys.rows());
   const int d = static_cast<int>(keys.cols());
   KVLAB_ASSERT(first_position >= 0);
   KVLAB_ASSERT(static_cast<int>(scores.size()) >= n);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const double scale = rule.scale_for(d);
+  const double cap = rule.softcap;
+  // The logit of a product; without a cap exactly scale·z, as always.
+  const auto logit = [&](float z) { return cap > 0 ? cap * std::tanh(scale * z / cap) : scale * z; };
   Matrix logits;
   std::vector<double> p;
   for (const ConstMatrixRef& q : heads) {
@@ -32,16 +36,17 @@ void accumulate_attention_scores(std::span<const ConstMatrixRef> heads, int firs
       logits.noalias() = q.middleRows(r0, rows) * keys.topRows(cols).transpose();
       for (int r = 0; r < rows; ++r) {
         const int visible = first_position + r0 + r + 1;  // positions [0, visible)
+        const int seen = rule.first_visible(visible - 1);  // the window's first position
         const float* row = logits.row(r).data();
         double mx = -std::numeric_limits<double>::infinity();
-        for (int j = 0; j < visible; ++j)
-          if (present == nullptr || present[j] != 0) mx = std::max(mx, scale * row[j]);
+        for (int j = seen; j < visible; ++j)
+          if (present == nullptr || present[j] != 0) mx = std::max(mx, logit(row[j]));
         if (mx == -std::numeric_limits<double>::infinity()) continue;  // nothing present
         p.assign(static_cast<std::size_t>(visible), 0.0);
         double sum = 0.0;
-        for (int j = 0; j < visible; ++j) {
+        for (int j = seen; j < visible; ++j) {
           if (present != nullptr && present[j] == 0) continue;
-          p[j] = std::exp(scale * row[j] - mx);
+          p[j] = std::exp(logit(row[j]) - mx);
           sum += p[j];
         }
         const double inv = 1.0 / sum;
@@ -52,9 +57,9 @@ void accumulate_attention_scores(std::span<const ConstMatrixRef> heads, int firs
 }
 
 std::vector<double> attention_scores(std::span<const ConstMatrixRef> heads, int first_position, ConstMatrixRef keys,
-                                     const std::uint8_t* present) {
+                                     const std::uint8_t* present, const AttentionRule& rule) {
   std::vector<double> s(static_cast<std::size_t>(keys.rows()), 0.0);
-  accumulate_attention_scores(heads, first_position, keys, present, s);
+  accumulate_attention_scores(heads, first_position, keys, present, s, rule);
   return s;
 }
 

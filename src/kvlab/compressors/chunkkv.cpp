@@ -85,7 +85,7 @@ class ChunkkvState : public TokenDropperState {
   std::vector<double> window_votes(int n, int w) const {
     QueryGroup window;
     for (const Matrix& h : queries_) window.emplace_back(h.middleRows(n - w, w));
-    return attention_scores(window, n - w, held_keys().topRows(n), present_mask());
+    return attention_scores(window, n - w, held_keys().topRows(n), present_mask(), ctx_.attention);
   }
   bool has_member(int k, int end) const {
     for (int i = k * cfg_.chunk; i < std::min((k + 1) * cfg_.chunk, end); ++i)

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kvlab/core/attention_rule.hpp"
 #include "kvlab/core/bit_count.hpp"
 #include "kvlab/core/rope.hpp"
 #include "kvlab/core/row_range.hpp"
@@ -43,7 +44,8 @@ struct BlockContext {
   int prompt_len = 0;   // tokens given to prefill
   int max_tokens = 0;   // tokens that will be fed in total (capacity hint)
   std::uint64_t seed = 0;
-  std::optional<RopeInfo> rope;                          // from the dump, if recorded
+  std::optional<RopeInfo> rope;                          // the layer's, from the dump, if recorded
+  AttentionRule attention;                               // the layer's scale, soft-cap and window
   std::shared_ptr<const LayerCalibration> calibration;   // from Compressor::calibrate
 };
 

@@ -17,11 +17,12 @@ namespace kvlab {
 MatrixD mean_rope_rotation(const RopeInfo& rope, int d, int first, int count) {
   MatrixD r = MatrixD::Identity(d, d);
   if (rope.style == RopeStyle::None) return r;
-  KVLAB_ASSERT(d % 2 == 0 && count >= 1);
-  const int half = d / 2;
-  const bool gptj = rope.style == RopeStyle::Gptj;
-  for (int i = 0; i < half; ++i) {
-    const double theta = std::pow(rope.theta, -2.0 * i / d);
+  const int rd = rope.rotated_channels(d);
+  KVLAB_ASSERT(rd % 2 == 0 && rd <= d && count >= 1);
+  const std::vector<double> freq = rope.frequencies(d);
+  KVLAB_ASSERT(static_cast<int>(freq.size()) == rd / 2);
+  for (int i = 0; i < rd / 2; ++i) {
+    const double theta = freq[static_cast<std::size_t>(i)];
     const std::complex<double> step = std::polar(1.0, theta);
     std::complex<double> mean;
     if (std::abs(1.0 - step) < 1e-9) {  // θ ≈ 0: every rotation ≈ the identity
@@ -31,12 +32,14 @@ MatrixD mean_rope_rotation(const RopeInfo& rope, int d, int first, int count) {
       mean = std::polar(1.0, first * theta) * (1.0 - std::polar(1.0, count * theta)) / (1.0 - step) /
              static_cast<double>(count);
     }
-    const int a = gptj ? 2 * i : i, b = gptj ? 2 * i + 1 : i + half;
+    const auto [a, b] = rope.pair(i, d);
     r(a, a) = mean.real();
     r(a, b) = -mean.imag();
     r(b, a) = mean.imag();
     r(b, b) = mean.real();
   }
+  // YaRN-style scaling multiplies the rotated channels (cos and sin) by a.
+  if (rope.attention_scaling != 1.0) r.topLeftCorner(rd, rd) *= rope.attention_scaling;
   return r;
 }
 
@@ -64,6 +67,7 @@ class ExpectedAttentionScorer : public TokenScorer {
       : s_(s),
         d_(ctx.head_dim),
         rope_(ctx.rope.value_or(RopeInfo{})),
+        scale_(ctx.attention.scale),
         sum_(static_cast<std::size_t>(ctx.group_size), Eigen::VectorXd::Zero(ctx.head_dim)),
         second_(static_cast<std::size_t>(ctx.group_size), Eigen::MatrixXd::Zero(ctx.head_dim, ctx.head_dim)) {}
 
@@ -99,7 +103,10 @@ class ExpectedAttentionScorer : public TokenScorer {
     Eigen::MatrixXd k(static_cast<Eigen::Index>(scored.size()), d_);
     for (std::size_t r = 0; r < scored.size(); ++r) k.row(static_cast<Eigen::Index>(r)) = in.keys.row(scored[r]).cast<double>();
     const Eigen::MatrixXd rot = mean_rope_rotation(rope_, d_, n, s_.future);
-    const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d_));
+    // s = the layer's attention scale: E[exp(s·q·k)] = exp(s·μ̄·k + s²·kᵀΣ̄k/2);
+    // the default s = 1/√d keeps the exact form it always had.
+    const double inv_sqrt_d = scale_ > 0 ? scale_ : 1.0 / std::sqrt(static_cast<double>(d_));
+    const double cov_factor = scale_ > 0 ? scale_ * scale_ / 2.0 : 1.0 / (2.0 * d_);
     std::vector<double> acc(scored.size(), 0.0);
     for (std::size_t h = 0; h < sum_.size(); ++h) {
       Eigen::VectorXd mu = Eigen::VectorXd::Zero(d_);
@@ -113,7 +120,8 @@ class ExpectedAttentionScorer : public TokenScorer {
       Eigen::VectorXd z = (k * mu_bar) * inv_sqrt_d;
       if (s_.covariance) {
         const Eigen::MatrixXd cov_bar = rot * cov * rot.transpose();
-        z += ((k * cov_bar).cwiseProduct(k)).rowwise().sum() / (2.0 * d_);
+        z += scale_ > 0 ? Eigen::VectorXd(((k * cov_bar).cwiseProduct(k)).rowwise().sum() * cov_factor)
+                        : Eigen::VectorXd(((k * cov_bar).cwiseProduct(k)).rowwise().sum() / (2.0 * d_));
       }
       const double mx = z.maxCoeff();
       double sum = 0;
@@ -131,6 +139,7 @@ class ExpectedAttentionScorer : public TokenScorer {
   EaSettings s_;
   int d_;
   RopeInfo rope_;
+  double scale_;  // the dump's attn_scale; 0 = 1/sqrt(d)
   std::vector<Eigen::VectorXd> sum_;
   std::vector<Eigen::MatrixXd> second_;
   long long count_ = 0;  // queries per head in the statistics

@@ -30,7 +30,7 @@ class H2oState : public TokenDropperState {
     if (cfg_.pyramid_beta > 0) heavy_ = pyramid_budget(heavy_, ctx_.layer, ctx_.num_layers, cfg_.pyramid_beta);
     store_tokens(keys, values);
     scores_.assign(static_cast<std::size_t>(std::max(ctx_.max_tokens, p)), 0.0);
-    accumulate_attention_scores(q, 0, held_keys(), nullptr, scores_);
+    accumulate_attention_scores(q, 0, held_keys(), nullptr, scores_, ctx_.attention);
     if (p <= heavy_ + recent_) return;
     std::vector<int> older(static_cast<std::size_t>(p - recent_));
     for (int i = 0; i < p - recent_; ++i) older[i] = i;
@@ -45,7 +45,7 @@ class H2oState : public TokenDropperState {
     const int t = size();
     store_token(key, value);
     if (static_cast<int>(scores_.size()) <= t) scores_.resize(static_cast<std::size_t>(2 * t + 2), 0.0);
-    accumulate_attention_scores(q, t, held_keys(), present_mask(), scores_);
+    accumulate_attention_scores(q, t, held_keys(), present_mask(), scores_, ctx_.attention);
     while (kept() > heavy_ + recent_) {
       int victim = -1;  // lowest score; among equal scores the higher position goes
       for (int i = 0; i <= t - recent_; ++i) {

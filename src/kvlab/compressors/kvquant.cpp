@@ -1,6 +1,6 @@
 // kvquant: KVQuant-style non-uniform quantization (REFERENCE: KVQuant-style).
 //
-//   keys:   RoPE undone (dump's rope_theta/rope_style, position = token index),
+//   keys:   RoPE undone (the layer's RoPE from the dump: frequencies, rotary_dim, scaling; position = token index),
 //           per-channel normalisation over the segment's tokens, codebook
 //           quantization, RoPE re-applied to the reconstruction;
 //   values: per-token normalisation, codebook quantization;
@@ -133,7 +133,8 @@ class KvquantCompressor : public Compressor {
  private:
   static void check_rope(const BlockContext& ctx) {
     if (!ctx.rope || ctx.rope->style == RopeStyle::None)
-      fail("kvquant quantizes keys before RoPE and needs rope_theta/rope_style (neox or gptj) from the dump");
+      fail("kvquant quantizes keys before RoPE and needs rope_theta (or /rope_inv_freq) and rope_style (neox or "
+           "gptj) from the dump");
   }
   KvquantSettings s_;
 };

@@ -57,7 +57,7 @@ class MikvState : public CacheState {
     recon_.resize(p);
     for (int i = 0; i < p; ++i) store_high(i, keys.row(i), values.row(i));
     scores_.assign(static_cast<std::size_t>(std::max(ctx_.max_tokens, p)), 0.0);
-    accumulate_attention_scores(q, 0, recon_.view().keys, nullptr, scores_);
+    accumulate_attention_scores(q, 0, recon_.view().keys, nullptr, scores_, ctx_.attention);
     if (p <= heavy_ + recent_) return;
     std::vector<int> older(static_cast<std::size_t>(p - recent_));
     for (int i = 0; i < p - recent_; ++i) older[i] = i;
@@ -73,7 +73,7 @@ class MikvState : public CacheState {
     recon_.resize(t + 1);
     store_high(t, key, value);
     if (static_cast<int>(scores_.size()) <= t) scores_.resize(static_cast<std::size_t>(2 * t + 2), 0.0);
-    accumulate_attention_scores(q, t, recon_.view().keys, nullptr, scores_);
+    accumulate_attention_scores(q, t, recon_.view().keys, nullptr, scores_, ctx_.attention);
     while (high_count_ > heavy_ + recent_) {
       int victim = -1;  // lowest score; among equal scores the higher position goes
       for (int i = 0; i <= t - recent_; ++i) {

@@ -47,7 +47,7 @@ class SnapKvState : public TokenDropperState {
     const int prefix = p - w;
     QueryGroup window;
     for (const ConstMatrixRef& h : q) window.emplace_back(h.middleRows(prefix, w));
-    std::vector<double> votes = attention_scores(window, prefix, held_keys());
+    std::vector<double> votes = attention_scores(window, prefix, held_keys(), nullptr, ctx_.attention);
     votes.resize(static_cast<std::size_t>(prefix));
     const std::vector<double> pooled = snapkv_pool(votes, cfg_.kernel, cfg_.max_pool);
     std::vector<int> candidates(static_cast<std::size_t>(prefix));

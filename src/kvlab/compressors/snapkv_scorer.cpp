@@ -21,7 +21,8 @@ namespace {
 class SnapkvScorer : public TokenScorer {
  public:
   SnapkvScorer(const BlockContext& ctx, int window, int kernel, bool max_pool)
-      : window_(window), kernel_(kernel), max_pool_(max_pool), rows_(std::max(ctx.max_tokens, 1)) {}
+      : window_(window), kernel_(kernel), max_pool_(max_pool), rows_(std::max(ctx.max_tokens, 1)),
+        rule_(ctx.attention) {}
 
   void observe(const ScoreInput& in) override {
     if (queries_.empty())
@@ -40,7 +41,7 @@ class SnapkvScorer : public TokenScorer {
     const int n = in.tokens(), w = std::min(window_, n), prefix = n - w;
     QueryGroup window;
     for (const Matrix& h : queries_) window.emplace_back(h.middleRows(prefix, w));
-    std::vector<double> votes = attention_scores(window, prefix, in.keys, in.present);
+    std::vector<double> votes = attention_scores(window, prefix, in.keys, in.present, rule_);
     votes.resize(static_cast<std::size_t>(prefix));
     std::vector<double> s = snapkv_pool(votes, kernel_, max_pool_);
     s.resize(static_cast<std::size_t>(n), kAlwaysKeep);
@@ -50,6 +51,7 @@ class SnapkvScorer : public TokenScorer {
   int window_, kernel_;
   bool max_pool_;
   int rows_;
+  AttentionRule rule_;           // the layer's scale, soft-cap and window
   std::vector<Matrix> queries_;  // the group's queries by position
 };
 

@@ -13,6 +13,8 @@ namespace {
 // kept. Decode: the new token's query over the kept cache.
 class TovaScorer : public TokenScorer {
  public:
+  explicit TovaScorer(const AttentionRule& rule) : rule_(rule) {}
+
   std::vector<double> prompt_scores(const ScoreInput& in) override {
     const int p = in.tokens();
     std::vector<double> s = last_query_attention(in, p - 1);
@@ -23,18 +25,20 @@ class TovaScorer : public TokenScorer {
 
  private:
   // Attention of the query at `position` (row position − in.first of each head).
-  static std::vector<double> last_query_attention(const ScoreInput& in, int position) {
+  std::vector<double> last_query_attention(const ScoreInput& in, int position) const {
     QueryGroup row;
     for (const ConstMatrixRef& h : in.queries) row.emplace_back(h.middleRows(position - in.first, 1));
-    return attention_scores(row, position, in.keys.topRows(position + 1), in.present);
+    return attention_scores(row, position, in.keys.topRows(position + 1), in.present, rule_);
   }
+
+  AttentionRule rule_;  // the layer's scale, soft-cap and window
 };
 
 }  // namespace
 
 ScorerKind tova_scorer() {
   return {"tova", {}, [](const ParamValues&) -> ScorerFactory {
-            return [](const BlockContext&) { return std::make_unique<TovaScorer>(); };
+            return [](const BlockContext& ctx) { return std::make_unique<TovaScorer>(ctx.attention); };
           },
           /*needs_queries=*/true, /*needs_rope=*/false};
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kvlab/core/error.hpp"
+#include "kvlab/io/attention_attrs.hpp"
 #include "kvlab/io/hdf5_checked.hpp"
 #include "kvlab/io/hdf5_errors.hpp"
 #include "kvlab/io/hdf5_handle.hpp"
@@ -181,6 +182,7 @@ struct DumpReader::Impl {
       check_storage_size(ds.get(), shape, size, file.size(), fmt::format("{}: /tokens", info.path));
       load_tokens();
     }
+    read_attention_attributes(file, info);
     require_layer_memory(info.seq_len, true);
   }
 

@@ -42,7 +42,7 @@ DumpWriter::DumpWriter(const std::string& path, const DumpInfo& info, DumpWriteO
   if (!info.model.empty()) write_string_attribute(f, "model", info.model, path);
   if (!info.text.empty()) write_string_attribute(f, "text", info.text, path);
   if (info.rope) {
-    write_float_attribute(f, "rope_theta", info.rope->theta, path);
+    if (info.rope->theta > 0) write_float_attribute(f, "rope_theta", info.rope->theta, path);
     if (info.rope->style != RopeStyle::None) write_string_attribute(f, "rope_style", to_string(info.rope->style), path);
   }
   GroupHandle layers(H5Gcreate2(f, "/layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));

@@ -8,10 +8,26 @@
 
 namespace kvlab {
 
+void cap_logits(const float* z, int n, double scale, double softcap, float* out) {
+  for (int i = 0; i < n; ++i) out[i] = static_cast<float>(softcap * std::tanh(scale * z[i] / softcap));
+}
+
 AttentionError compare_scores(const ReferenceAttention& ref, const float* hat_logits, const std::uint8_t* present,
-                              double scale, double* p_hat) {
-  const SoftmaxNorm hat = softmax_into(hat_logits, ref.tokens, scale, present, p_hat);
-  const ScoreSums s = score_sums(ref.logits, ref.p, ref.norm, hat_logits, p_hat, hat, present, ref.tokens, scale);
+                              double scale, double* p_hat, std::vector<float>& capped) {
+  // The visible positions [first, tokens) only; without a window or cap this
+  // is the plain computation over [0, tokens).
+  const int f = ref.first, n = ref.tokens - ref.first;
+  const float* z_hat = hat_logits + f;
+  if (ref.softcap > 0) {
+    capped.resize(static_cast<std::size_t>(n));
+    cap_logits(z_hat, n, scale, ref.softcap, capped.data());
+    z_hat = capped.data();
+    scale = 1.0;
+  }
+  std::fill(p_hat, p_hat + f, 0.0);
+  const std::uint8_t* seen = present ? present + f : nullptr;
+  const SoftmaxNorm hat = softmax_into(z_hat, n, scale, seen, p_hat + f);
+  const ScoreSums s = score_sums(ref.logits + f, ref.p + f, ref.norm, z_hat, p_hat + f, hat, seen, n, scale);
   AttentionError e;
   e.dropped_mass = s.dropped;
   e.kl = std::max(s.kl, 0.0);  // KL ≥ 0; only rounding can push it below
@@ -28,7 +44,7 @@ double output_error(const ReferenceAttention& ref, const double* o_hat, int d) {
 AttentionError compare_attention(const ReferenceAttention& ref, const float* hat_logits, ConstMatrixRef values_hat,
                                  const std::uint8_t* present, double scale, AttentionScratch& scratch) {
   scratch.p.resize(static_cast<std::size_t>(ref.tokens));
-  AttentionError e = compare_scores(ref, hat_logits, present, scale, scratch.p.data());
+  AttentionError e = compare_scores(ref, hat_logits, present, scale, scratch.p.data(), scratch.capped);
   const int d = static_cast<int>(values_hat.cols());
   scratch.o.resize(static_cast<std::size_t>(d));
   weighted_row_sum(scratch.p.data(), values_hat, scratch.o.data());

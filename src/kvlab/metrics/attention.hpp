@@ -1,7 +1,11 @@
 #pragma once
 // Attention-output metrics (REFERENCE: Metrics), for one query position t of one
-// query head over cached positions [0, t]:
-//   p = softmax(q·Kᵀ/√d), o = p·V          (recorded cache)
+// query head over the cached positions it sees, [first, t] (first = 0, or
+// t − W + 1 in a layer with a sliding window W):
+//   p = softmax(s·q·Kᵀ), o = p·V           (recorded cache; s = the dump's
+//                                           attn_scale, default 1/√d; with a
+//                                           soft-cap c the logits are
+//                                           c·tanh(s·q·k/c))
 //   p̂ = softmax over present positions of the compressed logits, ô = p̂·V̂
 //   out_rel      = ‖o − ô‖ / ‖o‖
 //   kl           = KL(p' ‖ p̂), p' = p restricted to present positions and
@@ -13,6 +17,8 @@
 //                  keeps tokens exactly it equals −log(1 − dropped_mass), so
 //                  it reflects dropped mass where kl (renormalised) cannot
 //   dropped_mass = Σ p over absent positions
+// Positions before `first` take no part: p = p̂ = 0 there, and an evicted
+// token the query would not see anyway is not dropped mass.
 //
 // Computation, all in double with a fixed order of operations (so a result
 // does not depend on the CPU, the thread or how steps were batched): p and p̂
@@ -50,7 +56,9 @@ struct AttentionError {
 // the storage belongs to whoever computed it).
 struct ReferenceAttention {
   int tokens = 0;
-  const float* logits = nullptr;  // unscaled q·kᵀ [tokens]
+  int first = 0;                  // the first visible position (sliding window); p = 0 before it
+  double softcap = 0.0;           // > 0: `logits` are capped, c·tanh(scale·q·k/c), softmax scale 1
+  const float* logits = nullptr;  // unscaled q·kᵀ [tokens] (capped logits when softcap > 0)
   const double* p = nullptr;      // softmax [tokens]
   SoftmaxNorm norm;
   const double* o = nullptr;      // p·V [d]
@@ -60,12 +68,18 @@ struct ReferenceAttention {
 // Buffers of the compressed side, reused across calls.
 struct AttentionScratch {
   std::vector<double> p, o;
+  std::vector<float> capped;  // the compressed side's capped logits
 };
 
+// out[i] = c·tanh(scale·z[i]/c), in double, rounded to float.
+void cap_logits(const float* z, int n, double scale, double softcap, float* out);
+
 // The parts of compare_attention, for callers that form ô themselves:
-// kl, kl_rev and dropped_mass (out_rel left 0), writing p̂ [n] into p_hat.
+// kl, kl_rev and dropped_mass (out_rel left 0), writing p̂ [n] into p_hat
+// (0 before ref.first). `scale` is the attention scale (attn_scale); with
+// ref.softcap the compressed logits are capped here (into capped).
 AttentionError compare_scores(const ReferenceAttention& ref, const float* hat_logits, const std::uint8_t* present,
-                              double scale, double* p_hat);
+                              double scale, double* p_hat, std::vector<float>& capped);
 // ‖o − ô‖ / ‖o‖ (‖o − ô‖ when o = 0), summed in channel order.
 double output_error(const ReferenceAttention& ref, const double* o_hat, int d);
 

@@ -7,6 +7,7 @@
 #include "kvlab/core/error.hpp"
 #include "kvlab/core/progress.hpp"
 #include "kvlab/io/dump_reader.hpp"
+#include "kvlab/model/dump_attention_check.hpp"
 #include "kvlab/model/llama_forward.hpp"
 
 namespace kvlab {
@@ -47,6 +48,7 @@ ReferenceRun run_reference(const ModelWeights& model, const std::vector<std::int
       fail("{}token id {} out of range (the model's vocabulary has ids 0..{}) at position {}",
            dump ? dump->info().path + ": /tokens: " : std::string("decode: "), tokens[i], c.vocab_size - 1, i);
 
+  if (dump) check_forward_attention(dump->info(), c, P + steps);
   std::optional<DumpKvChecker> checker;
   if (dump && kv.enabled)  // teacher mode fed the recorded tokens everywhere; free mode only the prompt
     checker.emplace(*dump, c, kv.rtol, o.free_running ? P : P + steps);

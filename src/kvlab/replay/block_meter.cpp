@@ -95,7 +95,7 @@ StepPoint BlockMeter::measure(const CacheReader& state, const HeadInput& in, int
     // ô later: p̂ kept for finish_chunk, the sums of blocks not frozen taken now.
     const std::size_t row = static_cast<std::size_t>(ref.step * g + j);
     double* p_hat = p_hat_.data() + row * static_cast<std::size_t>(width_);
-    s.attn += compare_scores(r, hat + j * stride, present, chunk.scale(), p_hat);
+    s.attn += compare_scores(r, hat + j * stride, present, chunk.scale(), p_hat, scratch_.capped);
     std::vector<double>& tail = tail_[row];
     tail.clear();
     for (int b = frozen_blocks_ * kWeightedRowBlock; b < t; b += kWeightedRowBlock) {

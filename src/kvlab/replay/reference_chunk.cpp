@@ -8,14 +8,15 @@
 
 namespace kvlab {
 
-void ReferenceChunk::compute(const HeadInput& in, std::span<const int> positions) {
+void ReferenceChunk::compute(const HeadInput& in, std::span<const int> positions, const AttentionRule& rule) {
   KVLAB_ASSERT(!positions.empty() && !in.queries.empty());
   positions_.assign(positions.begin(), positions.end());
   g_ = static_cast<int>(in.queries.size());
   d_ = static_cast<int>(in.keys.cols());
   width_ = positions_.back() + 1;
   KVLAB_ASSERT(width_ <= in.keys.rows() && std::is_sorted(positions_.begin(), positions_.end()));
-  scale_ = 1.0 / std::sqrt(static_cast<double>(d_));
+  rule_ = rule;
+  scale_ = rule.scale_for(d_);
   const int rows = steps() * g_;
   const auto w = static_cast<std::size_t>(width_);
 
@@ -29,8 +30,16 @@ void ReferenceChunk::compute(const HeadInput& in, std::span<const int> positions
              width_);
   p_.resize(static_cast<std::size_t>(rows) * w);
   norm_.resize(static_cast<std::size_t>(rows));
-  for (int r = 0; r < rows; ++r)
-    norm_[r] = softmax_into(logits_.data() + r * w, position(r / g_) + 1, scale_, nullptr, p_.data() + r * w);
+  // Each query's visible keys [first, position]: soft-capped in place when the
+  // layer caps (then softmax scale 1), p = 0 before first.
+  for (int r = 0; r < rows; ++r) {
+    const int pos = position(r / g_), first = rule.first_visible(pos), n = pos + 1 - first;
+    float* z = logits_.data() + r * w + first;
+    double* p = p_.data() + r * w;
+    if (rule.capped()) cap_logits(z, n, scale_, rule.softcap, z);
+    std::fill(p, p + first, 0.0);
+    norm_[r] = softmax_into(z, n, rule.capped() ? 1.0 : scale_, nullptr, p + first);
+  }
 
   // o = p·V in weighted_row_sum's blocked order, each block of V shared by
   // every (step, head) that reaches it.
@@ -65,6 +74,8 @@ ReferenceAttention ReferenceChunk::at(int s, int j) const {
   const std::size_t w = static_cast<std::size_t>(width_);
   ReferenceAttention a;
   a.tokens = position(s) + 1;
+  a.first = rule_.first_visible(position(s));
+  a.softcap = rule_.softcap;
   a.logits = logits_.data() + r * w;
   a.p = p_.data() + r * w;
   a.norm = norm_[r];

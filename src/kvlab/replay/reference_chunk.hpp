@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "kvlab/core/attention_rule.hpp"
 #include "kvlab/metrics/attention.hpp"
 #include "kvlab/replay/head_input.hpp"
 
@@ -16,13 +17,13 @@ namespace kvlab {
 class ReferenceChunk {
  public:
   // positions: ascending query positions (the cache holds [0, position]);
-  // `in` must have queries.
-  void compute(const HeadInput& in, std::span<const int> positions);
+  // `in` must have queries. `rule`: the layer's scale, soft-cap and window.
+  void compute(const HeadInput& in, std::span<const int> positions, const AttentionRule& rule = {});
 
   int steps() const { return static_cast<int>(positions_.size()); }
   int group() const { return g_; }
   int position(int s) const { return positions_[static_cast<std::size_t>(s)]; }
-  double scale() const { return scale_; }
+  double scale() const { return scale_; }  // the attention scale on q·k
   // The queries of step s: rows [s·g, s·g + g) of an [steps·g × d] matrix.
   const Matrix& queries() const { return q_; }
   // Query head j of the group at step s.
@@ -33,6 +34,7 @@ class ReferenceChunk {
   int g_ = 0, d_ = 0;
   int width_ = 0;  // tokens at the last position: the row stride of logits_ and p_
   double scale_ = 1.0;
+  AttentionRule rule_;
   Matrix q_;
   std::vector<float> logits_;  // [steps·g × width]
   std::vector<double> p_;      // [steps·g × width]

@@ -151,7 +151,7 @@ std::vector<UnitResult> replay_units(std::span<LayerCacheState* const> states, c
         positions.clear();
         for (int e = eval; e < std::min(eval + chunk, static_cast<int>(eval_steps.size())); ++e)
           positions.push_back(p + eval_steps[static_cast<std::size_t>(e)] - 1);
-        for (std::size_t h = 0; h < n; ++h) references[h].compute(in.heads[h], positions);
+        for (std::size_t h = 0; h < n; ++h) references[h].compute(in.heads[h], positions, in.attention);
         run.share(seconds_since(t0));
       }
     }
@@ -213,6 +213,7 @@ BlockResult replay_block(const Compressor& compressor, const BlockContext& ctx, 
   unit.first_head = ctx.kv_head;
   unit.prompt_len = in.prompt_len;
   unit.decode_steps = in.decode_steps;
+  unit.attention = ctx.attention;
   return std::move(replay_unit(*state, unit, eval_steps, attention).front());
 }
 

@@ -25,6 +25,7 @@ struct UnitInput {
   int first_head = 0;
   int prompt_len = 0;
   int decode_steps = 0;  // tokens fed after the prompt
+  AttentionRule attention;  // the layer's scale, soft-cap and window (metrics)
 };
 
 // What replaying one state yields: one result per head, in order, or the
@@ -58,6 +59,7 @@ struct BlockInput {
   int prompt_len = 0;
   int decode_steps = 0;             // tokens fed after the prompt
 };
+// (replay_block takes the attention rule from ctx.attention.)
 
 BlockResult replay_block(const Compressor& compressor, const BlockContext& ctx, const BlockInput& in,
                          const std::vector<int>& eval_steps, bool attention);

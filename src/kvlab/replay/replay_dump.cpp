@@ -31,9 +31,11 @@ int selected_decode_steps(const DumpInfo& info, const ReplayOptions& opts) {
 void check_compatible(const DumpInfo& info, const Compressor& compressor, const ReplayOptions& opts) {
   if (compressor.needs_queries() && !info.has_queries)
     fail("{}: compressor '{}' needs recorded queries, but the dump has none", info.path, compressor.spec());
-  if (compressor.needs_rope() && !info.rope)
-    fail("{}: compressor '{}' undoes RoPE, but the dump records no rope_theta/rope_style", info.path,
-         compressor.spec());
+  const bool any_rope = info.rope || std::any_of(info.layer_attention.begin(), info.layer_attention.end(),
+                                                  [](const auto& la) { return !la.rope_inv_freq.empty(); });
+  if (compressor.needs_rope() && !any_rope)
+    fail("{}: compressor '{}' undoes RoPE, but the dump records no rope_theta/rope_style (nor /rope_inv_freq)",
+         info.path, compressor.spec());
   if (opts.attention && !info.has_queries)
     fail("{}: attention metrics need recorded queries, but the dump has none (disable attention metrics)",
          info.path);
@@ -171,7 +173,8 @@ std::vector<JobResult> replay_dump(const DumpReader& reader, std::span<const Com
       ctx.prompt_len = info.prompt_len;
       ctx.max_tokens = tokens;
       ctx.seed = opts.seed;
-      ctx.rope = info.rope;
+      ctx.rope = info.rope_of(layer);
+      ctx.attention = info.attention(layer);
       try {
         ctx.calibration = jobs[j]->calibrate(LayerView{data.keys, data.values, data.queries}, ctx);
       } catch (const Error& e) {
@@ -205,6 +208,7 @@ std::vector<JobResult> replay_dump(const DumpReader& reader, std::span<const Com
         unit.first_head = item.first_head;
         unit.prompt_len = info.prompt_len;
         unit.decode_steps = steps;
+        unit.attention = info.attention(layer);
         for (int h = item.first_head; h < item.first_head + item.heads; ++h) {
           const std::span<const Matrix> queries =
               data.queries.empty() ? std::span<const Matrix>()
