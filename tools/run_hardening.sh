@@ -72,7 +72,10 @@ if [[ $run_suite -eq 1 ]]; then
   # The analysis' end-to-end and report tests are left to the release run: they
   # spend minutes in matplotlib and Chromium, and their kvlab calls are sweeps
   # the sanitized CLI and sweep tests already cover.
-  (cd "$build" && ctest -j "$jobs" --output-on-failure -E '^py\.test_analysis_(e2e|html)$')
+  # The MPI tests run without leak checks: OpenMPI's plugins leave their own
+  # allocations behind at exit (in dlclosed modules, so no suppression can name them).
+  (cd "$build" && ctest -j "$jobs" --output-on-failure -E '^(py\.test_analysis_(e2e|html)|cli\.mpi_.*)$')
+  (cd "$build" && ASAN_OPTIONS=${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0} ctest -j "$jobs" --output-on-failure -R '^cli\.mpi_')
   "./$build/kvlab" regress --quiet
   step "sanitized suite passed"
 fi

@@ -1,5 +1,6 @@
 #include "kvlab/core/fp16.hpp"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -34,8 +35,21 @@ __attribute__((target("avx,f16c"))) bool decode_f16c(const std::uint16_t* src, f
   return tail && _mm_movemask_epi8(bad) == 0;
 }
 
+// CPUID leaf 1, ECX: F16C (bit 29) and AVX usable, i.e. AVX (28) with OS-saved
+// YMM state (OSXSAVE, 27, and XCR0 bits 1-2). Asked directly because clang 14's
+// __builtin_cpu_supports does not know "f16c".
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const bool avx = (ecx & (1u << 28)) != 0 && (ecx & (1u << 27)) != 0;
+  if (!avx || (ecx & (1u << 29)) == 0) return false;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  return (xcr0_lo & 0x6u) == 0x6u;
+}
+
 bool decode_chunk(const std::uint16_t* src, float* dst, std::size_t n) {
-  static const bool f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  static const bool f16c = cpu_has_f16c();
   return f16c ? decode_f16c(src, dst, n) : decode_scalar(src, dst, n);
 }
 
