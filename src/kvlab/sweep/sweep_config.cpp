@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <system_error>
 #include <fstream>
 #include <map>
 
@@ -18,6 +19,13 @@ namespace kvlab {
 namespace fs = std::filesystem;
 
 namespace {
+
+// fs::exists without the exception: a name the OS refuses (too long, bad
+// bytes) is reported as "not found" with the file and key, like a missing one.
+bool exists_quietly(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
 
 const std::vector<std::string> kTopKeys = {"name",    "version", "include", "dumps", "compressors", "replay",
                                            "metrics", "threads", "seed",    "out",   "model",       "decode",
@@ -107,7 +115,7 @@ YAML::Node load_with_includes(const std::string& path, int depth) {
       fail("{}: 'include' must be a path or a list of paths", path);
     for (const auto& f : files) {
       const fs::path p = fs::path(f).is_absolute() ? fs::path(f) : dir / f;
-      if (!fs::exists(p)) fail("{}: include '{}' not found ({})", path, f, p.string());
+      if (!exists_quietly(p)) fail("{}: include '{}' not found ({})", path, f, p.string());
       result = merge(result, load_with_includes(p.string(), depth + 1));
     }
     node.remove("include");
@@ -159,7 +167,7 @@ SweepConfig load_sweep_config(const std::string& path) {
     fail("{}: 'dumps' must be a path or a list of paths/globs", path);
   for (const auto& pat : patterns) {
     const auto found = pat.find_first_of("*?[") == std::string::npos
-                           ? (fs::exists(pat) ? std::vector<std::string>{pat} : std::vector<std::string>{})
+                           ? (exists_quietly(pat) ? std::vector<std::string>{pat} : std::vector<std::string>{})
                            : expand_glob(pat);
     if (found.empty()) fail("{}: dumps: '{}' matches no file", path, pat);
     for (const auto& f : found)
@@ -198,7 +206,7 @@ SweepConfig load_sweep_config(const std::string& path) {
   if (root["out"]) c.out = scalar_as<std::string>(root["out"], path, "out", "a path");
   if (root["model"]) {
     c.model = scalar_as<std::string>(root["model"], path, "model", "a path");
-    if (!fs::exists(c.model)) fail("{}: model: '{}' not found", path, c.model);
+    if (!exists_quietly(c.model)) fail("{}: model: '{}' not found", path, c.model);
   }
   if (const YAML::Node d = root["decode"]) {
     if (!d.IsMap()) fail("{}: 'decode' must be a map ({})", path, fmt::join(kDecodeKeys, ", "));
