@@ -32,12 +32,7 @@ class H2oState : public TokenDropperState {
     scores_.assign(static_cast<std::size_t>(std::max(ctx_.max_tokens, p)), 0.0);
     accumulate_attention_scores(q, 0, held_keys(), nullptr, scores_, ctx_.attention);
     if (p <= heavy_ + recent_) return;
-    std::vector<int> older(static_cast<std::size_t>(p - recent_));
-    for (int i = 0; i < p - recent_; ++i) older[i] = i;
-    std::vector<char> keep(static_cast<std::size_t>(p), 0);
-    for (int i : top_positions(older, scores_, heavy_)) keep[i] = 1;
-    for (int i = 0; i < p - recent_; ++i)
-      if (!keep[i]) drop(i);
+    for (int i : non_heavy_positions(scores_, p - recent_, heavy_)) drop(i);
   }
 
   void append(ConstRowRef key, ConstRowRef value, const QueryGroup& q) override {

@@ -149,6 +149,17 @@ std::vector<int> top_positions(const std::vector<int>& candidates, const std::ve
   return c;
 }
 
+std::vector<int> non_heavy_positions(const std::vector<double>& scores, int older, int heavy) {
+  std::vector<int> candidates(static_cast<std::size_t>(older));
+  for (int i = 0; i < older; ++i) candidates[static_cast<std::size_t>(i)] = i;
+  std::vector<char> keep(static_cast<std::size_t>(older), 0);
+  for (int i : top_positions(candidates, scores, heavy)) keep[static_cast<std::size_t>(i)] = 1;
+  std::vector<int> rest;
+  for (int i = 0; i < older; ++i)
+    if (!keep[static_cast<std::size_t>(i)]) rest.push_back(i);
+  return rest;
+}
+
 void require_queries(const QueryGroup& q, const char* method) {
   if (q.empty()) fail("{} scores tokens by attention and needs queries; the dump has none", method);
 }

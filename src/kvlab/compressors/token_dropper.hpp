@@ -108,6 +108,10 @@ class TokenDropperState : public CacheState {
 // the lower position. Returns them sorted by position.
 std::vector<int> top_positions(const std::vector<int>& candidates, const std::vector<double>& scores, int count);
 
+// H2O's prefill split: of positions [0, older), the ones NOT among the
+// `heavy` highest-scoring (the rest, [older, ...), is the protected window).
+std::vector<int> non_heavy_positions(const std::vector<double>& scores, int older, int heavy);
+
 // Fails with a clear error when a score-based dropper is fed no queries.
 void require_queries(const QueryGroup& q, const char* method);
 
