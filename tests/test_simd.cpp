@@ -76,4 +76,23 @@ TEST_CASE("simd: lane masks, min/max and the dot-product reduction", "[simd]") {
     const float want = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
     CHECK(bits_of(r[j]) == bits_of(want));
   }
+
+  // reduce_lanes8: lane j is the min (max) over vector j's lanes, for data
+  // where every lane position holds the extreme of some vector.
+  simd::f8 w[8];
+  float lo_want[8], hi_want[8];
+  for (int j = 0; j < 8; ++j) {
+    const float fj = static_cast<float>(j);
+    for (int l = 0; l < 8; ++l) w[j][l] = static_cast<float>(((j * 5 + l * 3) % 8) - 3) * (1.0f + 0.125f * fj);
+    w[j][j] = -100.0f - fj;        // the minimum sits in lane j ...
+    w[j][(j + 3) % 8] = 50.0f + fj;  // ... and the maximum three lanes on
+    lo_want[j] = -100.0f - fj;
+    hi_want[j] = 50.0f + fj;
+  }
+  const simd::f8 mins = simd::reduce_lanes8(w, [](simd::f8 x, simd::f8 y) { return simd::min8(x, y); });
+  const simd::f8 maxs = simd::reduce_lanes8(w, [](simd::f8 x, simd::f8 y) { return simd::max8(x, y); });
+  for (int j = 0; j < 8; ++j) {
+    CHECK(mins[j] == lo_want[j]);
+    CHECK(maxs[j] == hi_want[j]);
+  }
 }

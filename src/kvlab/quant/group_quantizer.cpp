@@ -160,6 +160,8 @@ KVLAB_SIMD_INLINE void per_channel_groups(const Block& b, int g, float levels) {
     }
     for (int r = r0; r < r1; ++r) {
       const float* row = b.xrow(r);
+      if (r + g < b.n)  // the next group's row, fetched while this one is coded
+        for (int c = 0; c < b.d; c += 16) __builtin_prefetch(b.xrow(r + g) + c);
       for (int c = 0; c < d8; c += 8) {
         const GroupParams8 p{simd::load8(&zero[c]), simd::load8(&scale[c]), simd::load8(&divisor[c])};
         const f8 v = simd::load8(row + c);
@@ -186,8 +188,9 @@ KVLAB_SIMD_CLONES void quantize_per_channel(const Block& b, int g, float levels)
 
 // Per-token groups of `g` channels along each row, eight rows at a time: the
 // groups' min/max first, then their parameters eight groups per vector, then
-// the codes. The min and max are taken eight lanes at a time and then across
-// lanes, an order that can differ from a sequential sweep only in which zero
+// the codes. The min and max are taken eight lanes at a time, then across the
+// lanes of eight groups at once (simd::reduce_lanes8), then over the scalar
+// tail: an order that can differ from a sequential sweep only in which zero
 // (+0 or −0) it returns, and that never shows in the reconstruction: q·s + zero
 // is +0 for a zero of either sign.
 template <bool Masked, bool Gear>
@@ -196,7 +199,12 @@ KVLAB_SIMD_INLINE void per_token_groups(const Block& b, int g, float levels) {
   const f8 inf = simd::constant8(kInf), ninf = simd::constant8(-kInf), lv = simd::constant8(levels);
   const int groups = (b.d + g - 1) / g;
   const std::size_t slots = static_cast<std::size_t>(kRows) * groups;
-  std::vector<float> mn(slots), mx(slots), zero(slots), scale(slots), divisor(slots);
+  // Per group: its eight lane minima/maxima (slots rounded up to whole
+  // vectors of groups), then the reduced min/max.
+  const std::size_t padded = (slots + 7) / 8 * 8;
+  // (Plain float arrays: a std::vector of vector types loses their alignment.)
+  std::vector<float> lo_lanes(padded * 8, kInf), hi_lanes(padded * 8, -kInf);
+  std::vector<float> mn(padded), mx(padded), zero(slots), scale(slots), divisor(slots);
   for (int r0 = 0; r0 < b.n; r0 += kRows) {
     const int r1 = std::min(b.n, r0 + kRows);
     for (int r = r0; r < r1; ++r) {
@@ -216,21 +224,35 @@ KVLAB_SIMD_INLINE void per_token_groups(const Block& b, int g, float levels) {
             hi8 = simd::max8(hi8, v);
           }
         }
-        float lo = kInf, hi = -kInf;
-        for (int l = 0; l < 8; ++l) {
-          lo = std::min(lo, lo8[l]);
-          hi = std::max(hi, hi8[l]);
-        }
-        for (int c = c8; c < c1; ++c) {
-          const bool e = Masked && m[c];
-          lo = std::min(lo, e ? kInf : row[c]);
-          hi = std::max(hi, e ? -kInf : row[c]);
-        }
-        mn[static_cast<std::size_t>(r - r0) * groups + k] = lo;
-        mx[static_cast<std::size_t>(r - r0) * groups + k] = hi;
+        const std::size_t i = static_cast<std::size_t>(r - r0) * groups + k;
+        simd::store8(&lo_lanes[i * 8], lo8);
+        simd::store8(&hi_lanes[i * 8], hi8);
       }
     }
     const int count = (r1 - r0) * groups, count8 = count / 8 * 8;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(count); i += 8) {
+      f8 lo[8], hi[8];
+      for (std::size_t j = 0; j < 8; ++j) {
+        lo[j] = simd::load8(&lo_lanes[(i + j) * 8]);
+        hi[j] = simd::load8(&hi_lanes[(i + j) * 8]);
+      }
+      simd::store8(&mn[i], simd::reduce_lanes8(lo, [](f8 x, f8 y) { return simd::min8(x, y); }));
+      simd::store8(&mx[i], simd::reduce_lanes8(hi, [](f8 x, f8 y) { return simd::max8(x, y); }));
+    }
+    if (g % 8 != 0 || b.d % g % 8 != 0) {  // channels past the last whole vector of a group
+      for (int r = r0; r < r1; ++r) {
+        const float* row = b.xrow(r);
+        for (int k = 0; k < groups; ++k) {
+          const int c0 = k * g, c1 = std::min(b.d, c0 + g), c8 = c0 + (c1 - c0) / 8 * 8;
+          const std::size_t i = static_cast<std::size_t>(r - r0) * groups + k;
+          for (int c = c8; c < c1; ++c) {
+            const bool e = Masked && b.mrow(r)[c];
+            mn[i] = std::min(mn[i], e ? kInf : row[c]);
+            mx[i] = std::max(mx[i], e ? -kInf : row[c]);
+          }
+        }
+      }
+    }
     for (int i = 0; i < count8; i += 8) {
       const GroupParams8 p = group_params8(simd::load8(&mn[i]), simd::load8(&mx[i]), levels);
       simd::store8(&zero[i], p.zero);
@@ -245,6 +267,10 @@ KVLAB_SIMD_INLINE void per_token_groups(const Block& b, int g, float levels) {
     }
     for (int r = r0; r < r1; ++r) {
       const float* row = b.xrow(r);
+      // The next block's row, fetched while this one is coded: the min/max
+      // sweep would otherwise wait on memory with nothing to overlap.
+      if (r + kRows < b.n)
+        for (int c = 0; c < b.d; c += 16) __builtin_prefetch(b.xrow(r + kRows) + c);
       for (int k = 0; k < groups; ++k) {
         const int c0 = k * g, c1 = std::min(b.d, c0 + g), c8 = c0 + (c1 - c0) / 8 * 8;
         const std::size_t i = static_cast<std::size_t>(r - r0) * groups + k;
