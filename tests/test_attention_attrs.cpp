@@ -125,6 +125,63 @@ TEST_CASE("attention attributes are read, with layer overrides", "[io][attention
   CHECK(a.pair(2, 8) == std::pair<int, int>{2, 5});  // neox over rotary_dim 6: (i, i + 3)
 }
 
+TEST_CASE("DumpWriter writes the attention description that DumpReader reads back", "[io][attention_attrs]") {
+  TempDir dir("kvlab_attn_attrs_");
+  const std::string path = dir.file("written.h5");
+  DumpInfo info;
+  info.num_layers = 3;
+  info.num_heads = 2;
+  info.num_kv_heads = 1;
+  info.head_dim = 8;
+  info.seq_len = 6;
+  info.prompt_len = 4;
+  info.rope = RopeInfo{500000.0, RopeStyle::Gptj};
+  info.rope->inv_freq = {1.0, 0.25, 0.0625};
+  info.rope->attention_scaling = 1.25;
+  info.rotary_dim = 6;
+  info.attn_scale = 0.03125;
+  info.attn_logit_softcap = 30.0;
+  info.layer_attention.assign(3, {});
+  info.layer_attention[0].sliding_window = 4;
+  info.layer_attention[2].sliding_window = 2;
+  info.layer_attention[1].rope_inv_freq = {0.5, 0.05, 0.005};
+  info.layer_attention[1].rope_attention_scaling = 2.0;
+  {
+    DumpWriter writer(path, info, DumpWriteOptions{false});
+    for (int l = 0; l < 3; ++l) {
+      LayerData d;
+      d.layer = l;
+      d.keys.assign(1, test::random_matrix(6, 8, static_cast<std::uint64_t>(l)));
+      d.values.assign(1, test::random_matrix(6, 8, static_cast<std::uint64_t>(l + 5)));
+      writer.write_layer(d);
+    }
+    writer.close();
+  }
+  const DumpInfo got = DumpReader(path).info();
+  CHECK(got.attn_scale == info.attn_scale);
+  CHECK(got.attn_logit_softcap == info.attn_logit_softcap);
+  CHECK(got.rotary_dim == 6);
+  CHECK(got.rope_style == RopeStyle::Gptj);
+  for (int l = 0; l < 3; ++l) {
+    INFO("layer " << l);
+    const AttentionRule want = info.attention(l), have = got.attention(l);
+    CHECK(have.scale == want.scale);
+    CHECK(have.softcap == want.softcap);
+    CHECK(have.window == want.window);
+    const RopeInfo a = *info.rope_of(l), b = *got.rope_of(l);
+    CHECK(b.theta == a.theta);
+    CHECK(b.style == a.style);
+    CHECK(b.inv_freq == a.inv_freq);
+    CHECK(b.rotary_dim == 6);
+    CHECK(b.attention_scaling == a.attention_scaling);
+  }
+  CHECK(got.rope_of(1)->inv_freq == std::vector<double>{0.5, 0.05, 0.005});
+
+  // A layer list that does not match the layers is refused before any file is made.
+  info.layer_attention.resize(2);
+  REQUIRE_THROWS_WITH(DumpWriter(dir.file("bad.h5"), info), Contains("2 layer entries for 3 layers"));
+}
+
 TEST_CASE("attention attributes: every invalid value is one error naming the file and the attribute",
           "[io][attention_attrs]") {
   TempDir dir("kvlab_attn_attrs_");

@@ -96,6 +96,15 @@ TEST_CASE("synth presets and overrides", "[synth]") {
   o = SynthOptions{};
   o.lowrank_share = 1.5f;
   REQUIRE_THROWS_WITH(resolve_synth_options(o), Contains("--lowrank-share"));
+  o = SynthOptions{};
+  o.attn_logit_softcap = -1;
+  REQUIRE_THROWS_WITH(resolve_synth_options(o), Contains("--softcap"));
+  o = SynthOptions{};
+  o.window_layers = {1};
+  REQUIRE_THROWS_WITH(resolve_synth_options(o), Contains("--window-layers needs --sliding-window"));
+  o.sliding_window = 16;
+  o.window_layers = {0, 2};  // tiny has layers 0 and 1
+  REQUIRE_THROWS_WITH(resolve_synth_options(o), Contains("layer 2 is out of range"));
 }
 
 TEST_CASE("synth is deterministic in the seed and independent of the thread count", "[synth]") {
@@ -146,6 +155,31 @@ TEST_CASE("synth dump on disk equals the generated layers rounded to FP16", "[sy
     }
     for (std::size_t h = 0; h < mem.queries.size(); ++h) CHECK(disk.queries[h] == fp16(mem.queries[h]));
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("synth writes the attention description it is given", "[synth][io]") {
+  std::string dir_pattern = (fs::temp_directory_path() / "kvlab_synth_XXXXXX").string();
+  REQUIRE(mkdtemp(dir_pattern.data()) != nullptr);
+  const fs::path dir = dir_pattern;
+  SynthOptions opts;
+  opts.attn_scale = 0.0625;
+  opts.attn_logit_softcap = 50.0;
+  opts.sliding_window = 32;
+  opts.window_layers = {1};
+  const std::string path = (dir / "capped.h5").string();
+  write_synth_dump(path, opts, 1);
+  const DumpInfo info = DumpReader(path).info();
+  CHECK(info.describes_attention());
+  CHECK(info.attention(0).scale == 0.0625);
+  CHECK(info.attention(1).softcap == 50.0);
+  CHECK(info.attention(0).window == 0);
+  CHECK(info.attention(1).window == 32);
+  // The tensors do not depend on the description.
+  const std::string plain = (dir / "plain.h5").string();
+  write_synth_dump(plain, SynthOptions{}, 1);
+  CHECK(DumpReader(plain).read_layer(1).keys[0] == DumpReader(path).read_layer(1).keys[0]);
+  CHECK_FALSE(DumpReader(plain).info().describes_attention());
   fs::remove_all(dir);
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "cli/cli_util.hpp"
 #include "cli/commands.hpp"
 #include "kvlab/core/progress.hpp"
 #include "kvlab/core/error.hpp"
@@ -18,6 +19,7 @@ struct SynthArgs {
   SynthOptions options;
   bool no_rope = false, no_sink = false, no_queries = false, float32 = false;
   std::string rope_style = "neox";
+  std::string window_layers;
   int threads = 0;
 };
 }  // namespace
@@ -48,6 +50,10 @@ void add_synth_command(CLI::App& app, GlobalOptions& global, Action& action) {
       ->capture_default_str();
   cmd->add_option("--peakiness", o.query_peakiness, "Logit boost (nats) of each query's target keys; 0 = none")
       ->capture_default_str();
+  cmd->add_option("--attn-scale", o.attn_scale, "Attribute attn_scale: factor on q.k (default 1/sqrt(head_dim))");
+  cmd->add_option("--softcap", o.attn_logit_softcap, "Attribute attn_logit_softcap: logits become c*tanh(s/c)");
+  cmd->add_option("--sliding-window", o.sliding_window, "Attribute sliding_window W on --window-layers (0: none)");
+  cmd->add_option("--window-layers", args->window_layers, "Layers with the sliding window, e.g. 0,2,4-7 (default: all)");
   cmd->add_flag("--no-queries", args->no_queries, "Do not record queries");
   cmd->add_flag("--float32", args->float32, "Store float32 instead of float16");
   cmd->add_option("--threads", args->threads, "Generator threads (default: all cores); output does not depend on it");
@@ -62,6 +68,7 @@ void add_synth_command(CLI::App& app, GlobalOptions& global, Action& action) {
       if (args->rope_style != "neox" && args->rope_style != "gptj")
         fail("synth: --rope-style: expected neox or gptj, found '{}'", args->rope_style);
       options.rope_style = parse_rope_style(args->rope_style);
+      if (!args->window_layers.empty()) options.window_layers = parse_index_list(args->window_layers, "--window-layers");
       if (args->threads < 0) fail("synth: --threads must be >= 0, found {}", args->threads);
       const SynthOptions resolved = resolve_synth_options(options);
       Progress progress(fmt::format("synth {}", args->out), resolved.num_layers, !global.quiet, "layers");

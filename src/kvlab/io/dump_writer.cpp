@@ -25,6 +25,9 @@ DumpWriter::DumpWriter(const std::string& path, const DumpInfo& info, DumpWriteO
     fail("{}: num_heads ({}) must be a multiple of num_kv_heads ({})", path, info.num_heads, info.num_kv_heads);
   if (info.prompt_len > info.seq_len)
     fail("{}: prompt_len ({}) exceeds seq_len ({})", path, info.prompt_len, info.seq_len);
+  if (!info.layer_attention.empty() && static_cast<int>(info.layer_attention.size()) != info.num_layers)
+    fail("{}: the attention description has {} layer entries for {} layers", path, info.layer_attention.size(),
+         info.num_layers);
 
   // The HDF5 1.8 object format (default "earliest" bounds) keeps files
   // readable by every h5py/HDF5 version.
@@ -41,16 +44,44 @@ DumpWriter::DumpWriter(const std::string& path, const DumpInfo& info, DumpWriteO
   write_int_attribute(f, "prompt_len", info.prompt_len, path);
   if (!info.model.empty()) write_string_attribute(f, "model", info.model, path);
   if (!info.text.empty()) write_string_attribute(f, "text", info.text, path);
-  if (info.rope) {
-    if (info.rope->theta > 0) write_float_attribute(f, "rope_theta", info.rope->theta, path);
-    if (info.rope->style != RopeStyle::None) write_string_attribute(f, "rope_style", to_string(info.rope->style), path);
-  }
+  write_attention_description();
   GroupHandle layers(H5Gcreate2(f, "/layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   if (!layers) fail_file("{}: cannot create group /layers ({})", path, last_hdf5_error());
   written_.assign(static_cast<std::size_t>(info.num_layers), false);
 }
 
 DumpWriter::~DumpWriter() = default;  // handles close in reverse order of declaration
+
+namespace {
+
+// A float64 vector dataset (the RoPE frequencies).
+void write_double_dataset(hid_t parent, const std::string& path, const std::vector<double>& v, const std::string& file) {
+  const hsize_t dims[1] = {v.size()};
+  DataspaceHandle space(H5Screate_simple(1, dims, nullptr));
+  DatasetHandle ds(H5Dcreate2(parent, path.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT));
+  if (!ds || H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+    fail_file("{}: cannot write {} ({})", file, path, last_hdf5_error());
+}
+
+}  // namespace
+
+// The root half of the attention description (docs/dump-format.md, "Attention
+// and RoPE"), exactly what io/attention_attrs.cpp reads back; the per-layer
+// half goes with each layer's group.
+void DumpWriter::write_attention_description() {
+  const hid_t f = file_.get();
+  const RopeStyle style = info_.rope ? info_.rope->style : info_.rope_style;
+  if (info_.rope && info_.rope->theta > 0) write_float_attribute(f, "rope_theta", info_.rope->theta, path_);
+  if (style != RopeStyle::None) write_string_attribute(f, "rope_style", to_string(style), path_);
+  if (info_.attn_scale) write_float_attribute(f, "attn_scale", *info_.attn_scale, path_);
+  if (info_.attn_logit_softcap) write_float_attribute(f, "attn_logit_softcap", *info_.attn_logit_softcap, path_);
+  const int rotary_dim = info_.rotary_dim > 0 ? info_.rotary_dim : (info_.rope ? info_.rope->rotary_dim : 0);
+  if (rotary_dim > 0) write_int_attribute(f, "rotary_dim", rotary_dim, path_);
+  if (info_.rope && info_.rope->attention_scaling != 1.0)
+    write_float_attribute(f, "rope_attention_scaling", info_.rope->attention_scaling, path_);
+  if (info_.rope && !info_.rope->inv_freq.empty()) write_double_dataset(f, "/rope_inv_freq", info_.rope->inv_freq, path_);
+}
 
 void DumpWriter::close() {
   if (!file_) return;
@@ -76,6 +107,14 @@ void DumpWriter::write_layer(const LayerData& data) {
   const std::string group_path = fmt::format("/layers/{}", layer);
   GroupHandle group(H5Gcreate2(file_.get(), group_path.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   if (!group) fail_file("{}: cannot create group {} ({})", path_, group_path, last_hdf5_error());
+  if (!info_.layer_attention.empty()) {
+    const DumpInfo::LayerAttention& la = info_.layer_attention[static_cast<std::size_t>(layer)];
+    if (la.sliding_window > 0) write_int_attribute(group.get(), "sliding_window", la.sliding_window, path_);
+    if (la.rope_attention_scaling)
+      write_float_attribute(group.get(), "rope_attention_scaling", *la.rope_attention_scaling, path_);
+    if (!la.rope_inv_freq.empty())
+      write_double_dataset(file_.get(), group_path + "/rope_inv_freq", la.rope_inv_freq, path_);
+  }
   write_tensor(group.get(), "keys", data.keys, info_.num_kv_heads, layer);
   write_tensor(group.get(), "values", data.values, info_.num_kv_heads, layer);
   if (info_.has_queries) write_tensor(group.get(), "queries", data.queries, info_.num_heads, layer);

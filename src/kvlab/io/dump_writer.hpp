@@ -2,7 +2,9 @@
 // Writer for kvdump v1 files (docs/dump-format.md); the inverse of DumpReader.
 //
 // Usage: construct with the dump's shape (DumpInfo: num_layers, num_heads,
-// num_kv_heads, head_dim, seq_len, prompt_len, optional model/text/rope, and
+// num_kv_heads, head_dim, seq_len, prompt_len, optional model/text/rope, the
+// optional attention description — attn_scale, attn_logit_softcap,
+// rotary_dim, layer_attention (empty or one entry per layer) — and
 // has_queries), then write_layer() each layer once (any order) and
 // optionally write_tokens(); close() (or the destructor) finishes the file.
 // Like DumpReader, a DumpWriter must be used from one thread (HDF5 is not
@@ -40,6 +42,7 @@ class DumpWriter {
   void close();
 
  private:
+  void write_attention_description();
   void write_tensor(hid_t group, const char* name, const std::vector<Matrix>& heads, int expected_heads,
                     int layer);
 

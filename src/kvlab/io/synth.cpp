@@ -249,6 +249,16 @@ SynthOptions resolve_synth_options(const SynthOptions& options) {
   if (!(std::isfinite(o.rope_theta) && o.rope_theta > 0))
     fail("synth: --rope-theta must be a positive number, found {}", o.rope_theta);
   if (o.rope && o.rope_style == RopeStyle::None) fail("synth: --rope-style must be neox or gptj");
+  if (!(std::isfinite(o.attn_scale) && o.attn_scale >= 0))
+    fail("synth: --attn-scale must be a positive number (0: 1/sqrt(head_dim)), found {}", o.attn_scale);
+  if (!(std::isfinite(o.attn_logit_softcap) && o.attn_logit_softcap >= 0))
+    fail("synth: --softcap must be a positive number (0: none), found {}", o.attn_logit_softcap);
+  if (o.sliding_window < 0) fail("synth: --sliding-window must be >= 1 (0: none), found {}", o.sliding_window);
+  if (!o.window_layers.empty() && o.sliding_window == 0)
+    fail("synth: --window-layers needs --sliding-window");
+  for (int layer : o.window_layers)
+    if (layer < 0 || layer >= o.num_layers)
+      fail("synth: --window-layers: layer {} is out of range (the dump has layers 0..{})", layer, o.num_layers - 1);
   return o;
 }
 
@@ -265,6 +275,14 @@ DumpInfo synth_info(const SynthOptions& o) {
       o.seed, o.outlier_channels, o.outlier_scale, o.lowrank_share, o.sink ? "yes" : "no", o.query_peakiness,
       o.rope ? to_string(o.rope_style) : "none");
   if (o.rope) info.rope = RopeInfo{o.rope_theta, o.rope_style};
+  if (o.attn_scale > 0) info.attn_scale = o.attn_scale;
+  if (o.attn_logit_softcap > 0) info.attn_logit_softcap = o.attn_logit_softcap;
+  if (o.sliding_window > 0) {
+    info.layer_attention.assign(static_cast<std::size_t>(o.num_layers), {});
+    for (int layer = 0; layer < o.num_layers; ++layer)
+      if (o.window_layers.empty() || std::find(o.window_layers.begin(), o.window_layers.end(), layer) != o.window_layers.end())
+        info.layer_attention[static_cast<std::size_t>(layer)].sliding_window = o.sliding_window;
+  }
   info.has_queries = o.with_queries;
   info.has_tokens = true;
   info.dtype = o.float16 ? "float16" : "float32";

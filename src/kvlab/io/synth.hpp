@@ -31,6 +31,12 @@ struct SynthOptions {
   float query_peakiness = 6.0f;  // logit boost (nats) of each query's few target keys; 0 = none
   bool with_queries = true;
   bool float16 = true;         // store float16 (else float32)
+  // Attention description written with the dump (docs/dump-format.md); the
+  // tensors do not depend on it. 0 = attribute not written (the defaults).
+  double attn_scale = 0;            // factor on q·k (default 1/sqrt(head_dim))
+  double attn_logit_softcap = 0;    // logits become c·tanh(s/c)
+  int sliding_window = 0;           // on window_layers (every layer when empty)
+  std::vector<int> window_layers;
 };
 
 std::vector<std::string> synth_preset_names();
