@@ -15,12 +15,12 @@ extension _kvlab); errors in specs or arguments raise ValueError with kvlab's
 message, problems with files raise OSError.
 """
 
-from ._kvlab import (Calibration, Compressor, State, __version__, canonical, git_revision, methods, presets,
+from ._kvlab import (AttentionRule, Calibration, Compressor, State, __version__, canonical, git_revision, methods, presets,
                      tune_allocator)
 from ._compress_result import CompressResult, compress
 from ._tables import TABLES, run
 
 __all__ = [
-    "Calibration", "Compressor", "CompressResult", "State", "TABLES", "__version__", "canonical", "compress",
+    "AttentionRule", "Calibration", "Compressor", "CompressResult", "State", "TABLES", "__version__", "canonical", "compress",
     "git_revision", "methods", "presets", "run", "tune_allocator",
 ]

@@ -45,7 +45,7 @@ class CompressResult:
 
 
 def compress(spec, keys, values, prompt_len=None, queries=None, seed=0, *, layer=0, num_layers=1,
-             rope_theta=None, rope_style=None, threads=None) -> CompressResult:
+             rope_theta=None, rope_style=None, attention=None, threads=None) -> CompressResult:
     """Replays [kv_heads, T, d] keys and values through `spec` as `kvlab run`
     replays one layer of a dump: tokens [0, prompt_len) at prefill (all of
     them when prompt_len is None), then one token at a time.
@@ -54,9 +54,12 @@ def compress(spec, keys, values, prompt_len=None, queries=None, seed=0, *, layer
     methods that score tokens by attention (H2O, SnapKV, ...). seed, layer and
     num_layers select the random streams and per-layer budgets exactly as in a
     dump with that layer; rope_theta/rope_style describe RoPE for methods that
-    undo it (KVQuant). threads: kv heads compressed in parallel (default: all
+    undo it (KVQuant); attention: a kvlab.AttentionRule (scale, soft-cap,
+    sliding window) for methods that score tokens by attention, as a dump's
+    attn_scale/attn_logit_softcap/sliding_window attributes (default: 1/sqrt(d),
+    none, full causal). threads: kv heads compressed in parallel (default: all
     cores). Inputs may be any float array or CPU tensor; the GIL is released.
     """
     out = _kvlab.compress(spec, keys, values, prompt_len, queries, seed, layer=layer, num_layers=num_layers,
-                          rope_theta=rope_theta, rope_style=rope_style, threads=threads)
+                          rope_theta=rope_theta, rope_style=rope_style, attention=attention, threads=threads)
     return CompressResult(**out)

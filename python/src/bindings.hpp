@@ -13,6 +13,7 @@ void bind_registry(py::module_& m);  // methods(), presets(), canonical()
 void bind_states(py::module_& m);    // Compressor, State
 void bind_compress(py::module_& m);  // compress()
 void bind_run(py::module_& m);       // run()
+void bind_attention_rule(py::module_& m);  // AttentionRule
 
 // HDF5 (as Debian builds it) is not thread-safe: every call that opens or
 // reads a file holds this lock, so Python threads may call run() at once.

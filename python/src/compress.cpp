@@ -40,7 +40,8 @@ struct WorkItem {
 
 py::dict compress(const std::string& spec, py::handle keys, py::handle values, std::optional<int> prompt_len,
                   py::handle queries, std::uint64_t seed, int layer, int num_layers, std::optional<double> rope_theta,
-                  std::optional<std::string> rope_style, std::optional<int> threads_arg) {
+                  std::optional<std::string> rope_style, std::optional<AttentionRule> attention,
+                  std::optional<int> threads_arg) {
   const std::unique_ptr<Compressor> compressor = Registry::global().build(spec);
   const FloatTensor k(keys, "keys", 3, "[kv_heads, T, d]"), v(values, "values", 3, "[kv_heads, T, d]");
   const int H = k.dim(0), T = k.dim(1), d = k.dim(2);
@@ -59,7 +60,8 @@ py::dict compress(const std::string& spec, py::handle keys, py::handle values, s
   const int threads = threads_arg.value_or(omp_get_max_threads());
   if (threads < 1) fail("threads must be positive, found {}", threads);
 
-  BlockContext ctx = make_context(ContextArgs{layer, num_layers, H, d, g, P, T, seed, rope_theta, rope_style});
+  BlockContext ctx = make_context(
+      ContextArgs{layer, num_layers, H, d, g, P, T, seed, rope_theta, rope_style, attention.value_or(AttentionRule{})});
   check_needs(*compressor, ctx, q.has_value());
 
   py::array_t<float> keys_out = new_float_array({H, T, d}), values_out = new_float_array({H, T, d});
@@ -145,7 +147,7 @@ void bind_compress(py::module_& m) {
   using namespace py::literals;
   m.def("compress", &compress, "spec"_a, "keys"_a, "values"_a, "prompt_len"_a = py::none(), "queries"_a = py::none(),
         "seed"_a = 0, py::kw_only(), "layer"_a = 0, "num_layers"_a = 1, "rope_theta"_a = py::none(),
-        "rope_style"_a = py::none(), "threads"_a = py::none());
+        "rope_style"_a = py::none(), "attention"_a = py::none(), "threads"_a = py::none());
 }
 
 }  // namespace kvlab::python

@@ -23,6 +23,7 @@ BlockContext make_context(const ContextArgs& a) {
   ctx.prompt_len = a.prompt_len;
   ctx.max_tokens = a.max_tokens;
   ctx.seed = a.seed;
+  ctx.attention = a.attention;
   if (a.rope_theta) {
     if (!(*a.rope_theta > 0)) fail("rope_theta must be a positive number, found {}", *a.rope_theta);
     ctx.rope = RopeInfo{*a.rope_theta, parse_rope_style(a.rope_style.value_or("none"))};

@@ -22,6 +22,7 @@ struct ContextArgs {
   std::uint64_t seed = 0;
   std::optional<double> rope_theta;       // set: the tensors carry RoPE (as a dump's rope_theta)
   std::optional<std::string> rope_style;  // neox | gptj
+  AttentionRule attention;                // scale, soft-cap, window (default: 1/sqrt(d), none, none)
 };
 
 // Throws kvlab::Error (ValueError) naming the argument that is out of range.

@@ -41,6 +41,7 @@ PYBIND11_MODULE(_kvlab, m) {
         "Keep freed memory in the process (glibc mallopt), as the kvlab executable does at start-up: multi-MB "
         "buffers are then reused instead of unmapped and page-faulted anew (compress() on a 7B-shaped layer "
         "needs ~30% less CPU). Process-wide and not undone; call it once, early, if you want it.");
+  kvlab::python::bind_attention_rule(m);
   kvlab::python::bind_registry(m);
   kvlab::python::bind_states(m);
   kvlab::python::bind_compress(m);

@@ -214,9 +214,10 @@ class PyState {
 
 ContextArgs context_args(int layer, int num_layers, int num_kv_heads, int head_dim, int group_size, int prompt_len,
                          int max_tokens, std::uint64_t seed, std::optional<double> rope_theta,
-                         std::optional<std::string> rope_style) {
-  return ContextArgs{layer, num_layers, num_kv_heads, head_dim, group_size, prompt_len, max_tokens, seed,
-                     rope_theta, std::move(rope_style)};
+                         std::optional<std::string> rope_style, const std::optional<AttentionRule>& attention) {
+  return ContextArgs{layer,      num_layers,           num_kv_heads, head_dim, group_size,
+                     prompt_len, max_tokens,           seed,         rope_theta, std::move(rope_style),
+                     attention.value_or(AttentionRule{})};
 }
 
 void attach(BlockContext& ctx, const Compressor& c, const std::optional<Calibration>& cal) {
@@ -300,14 +301,15 @@ void bind_states(py::module_& m) {
           [](const PyCompressor& c, int head_dim, int prompt_len, int max_tokens, int layer, int kv_head,
              std::uint64_t seed, int num_layers, std::optional<int> num_kv_heads, int group_size,
              std::optional<double> rope_theta, std::optional<std::string> rope_style,
-             std::optional<Calibration> calibration) {
+             std::optional<AttentionRule> attention, std::optional<Calibration> calibration) {
             if (c.get().scope() == Compressor::Scope::Layer)
               fail("compressor '{}' keeps one state for all kv heads of a layer: use new_layer_state()", c.get().spec());
             const int heads = num_kv_heads.value_or(std::max(1, kv_head + 1));
             if (kv_head < 0 || kv_head >= heads)
               fail("kv_head {} is out of range (num_kv_heads = {})", kv_head, heads);
             BlockContext ctx = make_context(context_args(layer, num_layers, heads, head_dim, group_size, prompt_len,
-                                                         max_tokens, seed, rope_theta, std::move(rope_style)));
+                                                         max_tokens, seed, rope_theta, std::move(rope_style),
+                                                         attention));
             ctx.kv_head = kv_head;
             check_needs(c.get(), ctx, true);
             attach(ctx, c.get(), calibration);
@@ -315,26 +317,28 @@ void bind_states(py::module_& m) {
           },
           "head_dim"_a, "prompt_len"_a, "max_tokens"_a, "layer"_a = 0, "kv_head"_a = 0, "seed"_a = 0, py::kw_only(),
           "num_layers"_a = 1, "num_kv_heads"_a = py::none(), "group_size"_a = 1, "rope_theta"_a = py::none(),
-          "rope_style"_a = py::none(), "calibration"_a = py::none())
+          "rope_style"_a = py::none(), "attention"_a = py::none(), "calibration"_a = py::none())
       .def(
           "new_layer_state",
           [](const PyCompressor& c, int num_kv_heads, int head_dim, int prompt_len, int max_tokens, int layer,
              std::uint64_t seed, int num_layers, int group_size, std::optional<double> rope_theta,
-             std::optional<std::string> rope_style, std::optional<Calibration> calibration) {
+             std::optional<std::string> rope_style, std::optional<AttentionRule> attention,
+             std::optional<Calibration> calibration) {
             BlockContext ctx = make_context(context_args(layer, num_layers, num_kv_heads, head_dim, group_size,
                                                          prompt_len, max_tokens, seed, rope_theta,
-                                                         std::move(rope_style)));
+                                                         std::move(rope_style), attention));
             check_needs(c.get(), ctx, true);
             attach(ctx, c.get(), calibration);
             return std::make_unique<PyState>(c.shared(), ctx, 0, num_kv_heads, false);
           },
           "num_kv_heads"_a, "head_dim"_a, "prompt_len"_a, "max_tokens"_a, "layer"_a = 0, "seed"_a = 0, py::kw_only(),
           "num_layers"_a = 1, "group_size"_a = 1, "rope_theta"_a = py::none(), "rope_style"_a = py::none(),
-          "calibration"_a = py::none())
+          "attention"_a = py::none(), "calibration"_a = py::none())
       .def(
           "calibrate",
           [](const PyCompressor& c, py::handle keys, py::handle values, py::handle queries, int layer, int num_layers,
-             std::uint64_t seed, std::optional<double> rope_theta, std::optional<std::string> rope_style) {
+             std::uint64_t seed, std::optional<double> rope_theta, std::optional<std::string> rope_style,
+             std::optional<AttentionRule> attention) {
             const FloatTensor k(keys, "keys", 3, "[kv_heads, T, d]"), v(values, "values", 3, "[kv_heads, T, d]");
             expect_shape(v, {k.dim(0), k.dim(1), k.dim(2)});
             std::optional<FloatTensor> q;
@@ -346,7 +350,8 @@ void bind_states(py::module_& m) {
             }
             const int group = q ? q->dim(0) / k.dim(0) : 1;
             const BlockContext ctx = make_context(context_args(layer, num_layers, k.dim(0), k.dim(2), group, k.dim(1),
-                                                               k.dim(1), seed, rope_theta, std::move(rope_style)));
+                                                               k.dim(1), seed, rope_theta, std::move(rope_style),
+                                                               attention));
             check_needs(c.get(), ctx, q.has_value());
             std::vector<Matrix> km, vm, qm;
             for (int h = 0; h < k.dim(0); ++h) {
@@ -362,7 +367,7 @@ void bind_states(py::module_& m) {
             return calibrate_layer(c.get(), ctx, LayerView{km, vm, qm});
           },
           "keys"_a, "values"_a, "queries"_a = py::none(), py::kw_only(), "layer"_a = 0, "num_layers"_a = 1,
-          "seed"_a = 0, "rope_theta"_a = py::none(), "rope_style"_a = py::none())
+          "seed"_a = 0, "rope_theta"_a = py::none(), "rope_style"_a = py::none(), "attention"_a = py::none())
       .def("__repr__", [](const PyCompressor& c) { return fmt::format("kvlab.Compressor('{}')", c.get().spec()); });
 }
 
