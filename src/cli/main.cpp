@@ -78,15 +78,19 @@ int run(int argc, char** argv) {
     for (CLI::Option* opt : sub->get_options()) opt->capture_default_str();
 
   kvlab::io::silence_hdf5_errors();
+  // Every MPI rank parses the same command line: only rank 0 prints help or
+  // says what is wrong with it, and every rank exits with the same status.
+  const bool speaks = kvlab::distributed::world().root();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return speaks ? app.exit(e) : e.get_exit_code();
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    return speaks ? app.exit(e) : e.get_exit_code();
   } catch (const CLI::Success& e) {
-    return app.exit(e);
+    return speaks ? app.exit(e) : e.get_exit_code();
   } catch (const CLI::ParseError& e) {
+    if (!speaks) return e.get_exit_code();
     // One line, with a suggestion for a mistyped subcommand or option.
     const std::string hint = suggest_for_parse_error(app, argc, argv);
     std::fprintf(stderr, "kvlab: error: %s%s\n", hint.empty() ? e.what() : hint.c_str(),

@@ -23,4 +23,13 @@ check() {  # check NAME RANKS ARGS...: one process vs RANKS ranks
 # per-layer calibration (kvquant), uneven layer ranges (4 layers on 3 ranks).
 check mixed 3 -c kivi-2bit -c gear-2bit -c h2o-20pct -c kvquant-nuq3-1pct -c pyramidkv-1024 --eval-every 32
 check idle 3 -c kivi-2bit --layers 1,3 --eval-every 64   # rank 2 has no layer
+
+# A bad command line is reported once (rank 0), not once per rank, and every
+# rank exits non-zero; so is an error all ranks agree on (unknown compressor).
+mpi 3 "$KVLAB" run -d "$DUMP" -c kivi-2bit --no-such-option >"$TMP/bad.out" 2>"$TMP/bad.err" && fail "bad option accepted"
+[ "$(grep -c "kvlab: error" "$TMP/bad.err")" -eq 1 ] || fail "parse error not printed exactly once: $(cat "$TMP/bad.err")"
+mpi 3 "$KVLAB" run -d "$DUMP" -c no-such-method >"$TMP/bad.out" 2>"$TMP/bad.err" && fail "bad compressor accepted"
+[ "$(grep -c "kvlab: error" "$TMP/bad.err")" -eq 1 ] || fail "spec error not printed exactly once: $(cat "$TMP/bad.err")"
+mpi 3 "$KVLAB" run --help >"$TMP/help.out" 2>&1 || fail "--help under MPI"
+[ "$(grep -c "^Usage:" "$TMP/help.out")" -eq 1 ] || fail "help not printed exactly once"
 echo "mpi run: ok"
