@@ -26,25 +26,9 @@ namespace {
 // attention attribute.
 std::string plain_dump(const TempDir& dir, const std::string& name = "dump.h5") {
   const std::string path = dir.file(name);
-  DumpInfo info;
-  info.num_layers = 2;
-  info.num_heads = 4;
-  info.num_kv_heads = 2;
-  info.head_dim = 8;
-  info.seq_len = 12;
-  info.prompt_len = 8;
+  DumpInfo info = test::dump_shape(2, 4, 2, 8, 12, 8);
   info.rope = RopeInfo{10000.0, RopeStyle::Neox};
-  info.has_queries = true;
-  DumpWriter writer(path, info, DumpWriteOptions{false});
-  for (int l = 0; l < info.num_layers; ++l) {
-    LayerData d;
-    d.layer = l;
-    d.keys.assign(2, test::random_matrix(12, 8, static_cast<std::uint64_t>(l)));
-    d.values.assign(2, test::random_matrix(12, 8, static_cast<std::uint64_t>(l + 10)));
-    d.queries.assign(4, test::random_matrix(12, 8, static_cast<std::uint64_t>(l + 20)));
-    writer.write_layer(d);
-  }
-  writer.close();
+  test::write_random_dump(path, info, false);
   return path;
 }
 
@@ -128,13 +112,7 @@ TEST_CASE("attention attributes are read, with layer overrides", "[io][attention
 TEST_CASE("DumpWriter writes the attention description that DumpReader reads back", "[io][attention_attrs]") {
   TempDir dir("kvlab_attn_attrs_");
   const std::string path = dir.file("written.h5");
-  DumpInfo info;
-  info.num_layers = 3;
-  info.num_heads = 2;
-  info.num_kv_heads = 1;
-  info.head_dim = 8;
-  info.seq_len = 6;
-  info.prompt_len = 4;
+  DumpInfo info = test::dump_shape(3, 2, 1, 8, 6, 4, false);
   info.rope = RopeInfo{500000.0, RopeStyle::Gptj};
   info.rope->inv_freq = {1.0, 0.25, 0.0625};
   info.rope->attention_scaling = 1.25;
@@ -146,17 +124,7 @@ TEST_CASE("DumpWriter writes the attention description that DumpReader reads bac
   info.layer_attention[2].sliding_window = 2;
   info.layer_attention[1].rope_inv_freq = {0.5, 0.05, 0.005};
   info.layer_attention[1].rope_attention_scaling = 2.0;
-  {
-    DumpWriter writer(path, info, DumpWriteOptions{false});
-    for (int l = 0; l < 3; ++l) {
-      LayerData d;
-      d.layer = l;
-      d.keys.assign(1, test::random_matrix(6, 8, static_cast<std::uint64_t>(l)));
-      d.values.assign(1, test::random_matrix(6, 8, static_cast<std::uint64_t>(l + 5)));
-      writer.write_layer(d);
-    }
-    writer.close();
-  }
+  test::write_random_dump(path, info, false);
   const DumpInfo got = DumpReader(path).info();
   CHECK(got.attn_scale == info.attn_scale);
   CHECK(got.attn_logit_softcap == info.attn_logit_softcap);

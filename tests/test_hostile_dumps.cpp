@@ -32,31 +32,13 @@ using test::TempDir;
 namespace {
 
 DumpInfo tiny_info() {
-  DumpInfo info;
-  info.num_layers = 2;
-  info.num_heads = 2;
-  info.num_kv_heads = 1;
-  info.head_dim = 4;
-  info.seq_len = 8;
-  info.prompt_len = 4;
+  DumpInfo info = test::dump_shape(2, 2, 1, 4, 8, 4);
   info.model = "hostile-input test";
-  info.has_queries = true;
   return info;
 }
 
 void write_tiny(const std::string& path, const std::vector<std::int64_t>& tokens = {}) {
-  const DumpInfo info = tiny_info();
-  DumpWriter writer(path, info, DumpWriteOptions{true});
-  for (int l = 0; l < info.num_layers; ++l) {
-    LayerData data;
-    data.layer = l;
-    data.keys = {test::random_matrix(8, 4, 10 + l)};
-    data.values = {test::random_matrix(8, 4, 20 + l)};
-    data.queries = {test::random_matrix(8, 4, 30 + l), test::random_matrix(8, 4, 40 + l)};
-    writer.write_layer(data);
-  }
-  if (!tokens.empty()) writer.write_tokens(tokens);
-  writer.close();
+  test::write_random_dump(path, tiny_info(), true, 10, tokens);
 }
 
 std::vector<unsigned char> read_bytes(const std::string& path) {

@@ -18,6 +18,7 @@
 #include "kvlab/core/error.hpp"
 #include "kvlab/core/rng.hpp"
 #include "kvlab/core/types.hpp"
+#include "kvlab/io/dump_writer.hpp"
 #include "kvlab/io/hdf5_handle.hpp"
 #include "kvlab/io/synth.hpp"
 
@@ -77,6 +78,43 @@ struct TempDir {
 // <tmp>/<name>_<pid>: a per-process path for fixtures shared by a test file.
 inline fs::path process_temp_path(const std::string& name) {
   return fs::temp_directory_path() / fmt::format("{}_{}", name, ::getpid());
+}
+
+// The shape of a dump, without any optional attribute.
+inline DumpInfo dump_shape(int layers, int heads, int kv_heads, int head_dim, int seq_len, int prompt_len,
+                           bool queries = true) {
+  DumpInfo info;
+  info.num_layers = layers;
+  info.num_heads = heads;
+  info.num_kv_heads = kv_heads;
+  info.head_dim = head_dim;
+  info.seq_len = seq_len;
+  info.prompt_len = prompt_len;
+  info.has_queries = queries;
+  return info;
+}
+
+// Writes `info` with Gaussian K, V (and Q when info.has_queries) per layer:
+// head h of layer l from seed seed + 100·l + h (keys), + 40 (values), + 70
+// (query heads); stored as float16 or float32.
+inline void write_random_dump(const std::string& path, const DumpInfo& info, bool float16, std::uint64_t seed = 0,
+                              const std::vector<std::int64_t>& tokens = {}) {
+  DumpWriter writer(path, info, DumpWriteOptions{float16});
+  for (int l = 0; l < info.num_layers; ++l) {
+    LayerData d;
+    d.layer = l;
+    const std::uint64_t base = seed + 100 * static_cast<std::uint64_t>(l);
+    for (int h = 0; h < info.num_kv_heads; ++h) {
+      d.keys.push_back(random_matrix(info.seq_len, info.head_dim, base + static_cast<std::uint64_t>(h)));
+      d.values.push_back(random_matrix(info.seq_len, info.head_dim, base + 40 + static_cast<std::uint64_t>(h)));
+    }
+    if (info.has_queries)
+      for (int h = 0; h < info.num_heads; ++h)
+        d.queries.push_back(random_matrix(info.seq_len, info.head_dim, base + 70 + static_cast<std::uint64_t>(h)));
+    writer.write_layer(d);
+  }
+  if (!tokens.empty()) writer.write_tokens(tokens);
+  writer.close();
 }
 
 // Writes a synthetic dump of the "tiny" preset (seed and the rest default).
