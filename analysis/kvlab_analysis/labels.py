@@ -28,7 +28,10 @@ ALIASES = {
     "kernel": "k", "sketch": "m", "value_bits": "vb", "value_group": "vG",
     "outliers": "out", "fp16_tokens": "fp16", "per_layer": "per_layer",
 }
-# Parameters that are a fraction of the prompt length: shown as percentages.
+# Parameters that are a fraction of the prompt length in some methods (H2O's
+# heavy/recent, StreamingLLM's window): values below 1 are shown as
+# percentages. The same names are token counts elsewhere (SKVQ's and SnapKV's
+# window = 32), and a count is at least 1, so it is shown as it is.
 PROMPT_FRACTIONS = {"heavy", "recent", "window", "capacity_ratio"}
 # What each alias means, for the report's legend.
 ALIAS_MEANINGS = {
@@ -51,9 +54,10 @@ def _number(value: str) -> Optional[float]:
 
 
 def format_value(name: str, value: str) -> str:
-    """A parameter value as shown in labels (``0.1`` -> ``10%`` for prompt fractions)."""
+    """A parameter value as shown in labels (``0.1`` -> ``10%`` for prompt
+    fractions; a token count such as ``window=32`` unchanged)."""
     number = _number(value)
-    if name in PROMPT_FRACTIONS and number is not None:
+    if name in PROMPT_FRACTIONS and number is not None and 0 <= number < 1:
         return f"{number * 100:g}%"
     return value
 

@@ -13,18 +13,20 @@ PLOT=(/usr/bin/python3 "$ROOT/analysis/plot_results.py")
 cd "$ROOT"
 [ -x "$KVLAB" ] || { echo "regenerate: kvlab binary not found at $KVLAB" >&2; exit 1; }
 
-for sweep in methods-2bit gear-ablation error-accumulation budget-sweep error-compounding; do
+for sweep in methods-2bit gear-ablation error-accumulation budget-sweep error-compounding eviction-zoo; do
   echo "== $sweep"
   "$KVLAB" -q sweep "experiments/$sweep.yaml" --overwrite
 done
 echo "== error-compounding.sh"
 bash experiments/error-compounding.sh "$KVLAB" >/dev/null
+echo "== quant-zoo.sh"
+bash experiments/quant-zoo.sh "$KVLAB" -q --overwrite >/dev/null
 
 plot() {  # plot RESULTS: figures into RESULTS/figures (PNG only), summary to stdout
   "${PLOT[@]}" "$1" --no-pdf --kvlab "$KVLAB" | sed -n '/^$/,$p'
 }
 for results in methods-2bit gear-ablation error-accumulation budget-sweep \
-               error-compounding-sweep error-compounding; do
+               error-compounding-sweep error-compounding quant-zoo; do
   echo "== $results"
   plot "results/$results"
 done
@@ -39,3 +41,8 @@ copy error-accumulation pareto.png error-accumulation-pareto.png
 copy budget-sweep pareto.png budget-sweep-pareto.png
 copy error-compounding-sweep model_in_the_loop.png error-compounding-sweep.png
 copy error-compounding model_in_the_loop.png error-compounding.png
+copy quant-zoo pareto.png quant-zoo-pareto.png
+copy quant-zoo best_per_budget.md quant-zoo-best-per-budget.md
+/usr/bin/python3 analysis/plot_eviction_zoo.py results/eviction-zoo >/dev/null
+copy eviction-zoo eviction_zoo.png eviction-zoo.png
+copy eviction-zoo eviction_zoo_ranks.md eviction-zoo-ranks.md

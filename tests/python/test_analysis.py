@@ -25,7 +25,7 @@ from kvlab_analysis.ablation import Structure, choose_facet  # noqa: E402
 from kvlab_analysis.catalog import Catalog, parse_list_output  # noqa: E402
 from kvlab_analysis.configs import per_config  # noqa: E402
 from kvlab_analysis.figure import slug  # noqa: E402
-from kvlab_analysis.labels import Labeller  # noqa: E402
+from kvlab_analysis.labels import Labeller, format_value  # noqa: E402
 from kvlab_analysis.pareto import (pareto_front, pareto_fronts_by, pareto_mask,  # noqa: E402
                                    pareto_table)
 from kvlab_analysis.schema import (SCHEMA_PATH, SchemaError, load_schema,  # noqa: E402
@@ -226,6 +226,14 @@ class LabelTest(unittest.TestCase):
         labels = Labeller([a, b], CATALOG)
         self.assertEqual(labels(a), "h2o hh=5% rec=5%")
         self.assertEqual(labels(b), "h2o hh=20% rec=20% +uniform-4bit")
+
+    def test_token_counts_with_a_fraction_name_stay_counts(self):
+        # SKVQ's window is a number of tokens, StreamingLLM's a prompt fraction.
+        self.assertEqual(format_value("window", "32"), "32")
+        self.assertEqual(format_value("window", "0.3"), "30%")
+        specs = ["skvq:bits=2,window=32", "skvq:bits=2,window=128"]
+        labels = Labeller(specs, Catalog())
+        self.assertEqual(labels(specs[1]), "skvq win=128")
 
     def test_flags_and_uniqueness_without_catalog(self):
         specs = [gear(buffer=16), gear(recompress="true"), gear()]
