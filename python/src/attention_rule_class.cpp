@@ -1,6 +1,7 @@
-// kvlab.AttentionRule: what a layer's attention computes from q and k (the
-// dump attributes attn_scale, attn_logit_softcap and sliding_window), for
-// compress() and the states of methods that score tokens by attention.
+// kvlab.AttentionRule, the Python class of core/attention_rule.hpp: what a
+// layer's attention computes from q and k (the dump attributes attn_scale,
+// attn_logit_softcap and sliding_window), for compress() and the states of
+// methods that score tokens by attention.
 #include <fmt/format.h>
 #include <pybind11/stl.h>
 
