@@ -43,6 +43,7 @@ struct RefEa {
   RopeInfo rope;
   int sinks, future;
   bool covariance, vnorm;
+  int window = 0;  // the layer's sliding window (0: none)
 
   // Scores over positions [0, n) with the queries of positions [sinks, n) in
   // the statistics and future positions from n.
@@ -80,8 +81,16 @@ struct RefEa {
         if (present[j]) acc[j] += std::exp(z[j] - mx) / sum / double(b.q.size());
     }
     for (int j = 0; j < n; ++j) {
-      if (j < sinks) acc[j] = INFINITY;
-      else if (vnorm) acc[j] *= b.v.row(j).cast<double>().norm();
+      if (j < sinks) {
+        acc[j] = INFINITY;
+        continue;
+      }
+      if (vnorm) acc[j] *= b.v.row(j).cast<double>().norm();
+      if (window > 0) {  // future queries p in [n, n + future) that still see j: p < j + window
+        int seen = 0;
+        for (int q = n; q < n + future; ++q) seen += q < j + window ? 1 : 0;
+        acc[j] *= double(seen) / future;
+      }
     }
     return acc;
   }
@@ -113,19 +122,24 @@ TEST_CASE("expected-attention matches a plain reference (GQA group of 2, both mo
   for (const RopeStyle style : {RopeStyle::Neox, RopeStyle::Gptj}) {
     for (const auto& [covariance, vnorm] : std::vector<std::pair<bool, bool>>{{true, true}, {false, false}}) {
       for (const bool decode : {false, true}) {
-        BlockContext ctx = ev_context(d, p, total, 2);
-        ctx.rope = RopeInfo{100.0, style};
-        const RefEa ea{b, *ctx.rope, 3, 20, covariance, vnorm};
-        RefScoredDropper ref;
-        ref.budget = 12;  // floor(0.25 · 48)
-        ref.recent = decode ? 3 : 1;
-        ref.decode = decode;
-        ref.prompt_scores = [&](int n) { return ea.scores(n, std::vector<char>(n, 1)); };
-        ref.decode_scores = [&](int t, const std::vector<char>& pr) { return ea.scores(t + 1, pr); };
-        std::string spec = std::string("expected-attention:keep=0.25,sinks=3,future=20,covariance=") +
-                           (covariance ? "true" : "false") + ",vnorm=" + (vnorm ? "true" : "false");
-        if (decode) spec += ",mode=decode,recent=0.25";
-        require_matches_reference(spec, ctx, b, ref);
+        for (const int window : {0, 30}) {  // 30: keys 10+ positions behind n have left, the next 20 fade
+          INFO("style " << to_string(style) << " covariance " << covariance << " decode " << decode << " window "
+                        << window);
+          BlockContext ctx = ev_context(d, p, total, 2);
+          ctx.rope = RopeInfo{100.0, style};
+          ctx.attention.window = window;
+          const RefEa ea{b, *ctx.rope, 3, 20, covariance, vnorm, window};
+          RefScoredDropper ref;
+          ref.budget = 12;  // floor(0.25 · 48)
+          ref.recent = decode ? 3 : 1;
+          ref.decode = decode;
+          ref.prompt_scores = [&](int n) { return ea.scores(n, std::vector<char>(n, 1)); };
+          ref.decode_scores = [&](int t, const std::vector<char>& pr) { return ea.scores(t + 1, pr); };
+          std::string spec = std::string("expected-attention:keep=0.25,sinks=3,future=20,covariance=") +
+                             (covariance ? "true" : "false") + ",vnorm=" + (vnorm ? "true" : "false");
+          if (decode) spec += ",mode=decode,recent=0.25";
+          require_matches_reference(spec, ctx, b, ref);
+        }
       }
     }
   }

@@ -60,7 +60,10 @@ struct EaSettings {
 // These are normalised over the scored keys (present, position ≥ sinks; a
 // softmax of the exponents), averaged over the group's heads and multiplied by
 // ‖v‖₂ (vnorm). Sinks are always kept. Statistics grow with every decode query
-// (mode=decode), so the estimate tracks the recorded queries.
+// (mode=decode), so the estimate tracks the recorded queries. In a layer with a
+// sliding window W, the query at position p sees key j only while p < j + W:
+// a key's score is scaled by the share of the `future` positions that still
+// see it (0 for a key the window has already left).
 class ExpectedAttentionScorer : public TokenScorer {
  public:
   ExpectedAttentionScorer(const BlockContext& ctx, EaSettings s)
@@ -68,6 +71,7 @@ class ExpectedAttentionScorer : public TokenScorer {
         d_(ctx.head_dim),
         rope_(ctx.rope.value_or(RopeInfo{})),
         scale_(ctx.attention.scale),
+        window_(ctx.attention.window),
         sum_(static_cast<std::size_t>(ctx.group_size), Eigen::VectorXd::Zero(ctx.head_dim)),
         second_(static_cast<std::size_t>(ctx.group_size), Eigen::MatrixXd::Zero(ctx.head_dim, ctx.head_dim)) {}
 
@@ -131,15 +135,24 @@ class ExpectedAttentionScorer : public TokenScorer {
     for (std::size_t r = 0; r < scored.size(); ++r) {
       double s = acc[r] / static_cast<double>(sum_.size());
       if (s_.vnorm) s *= in.values.row(scored[r]).cast<double>().norm();
+      if (window_ > 0) s *= visible_share(scored[r], n);
       out[static_cast<std::size_t>(scored[r])] = s;
     }
     return out;
+  }
+
+  // Of the future positions p ∈ [n, n + future), the share that sees key j
+  // (p − W < j); the window is the layer's (0: none).
+  double visible_share(int j, int n) const {
+    const long long seen = std::clamp<long long>(static_cast<long long>(j) + window_ - n, 0, s_.future);
+    return static_cast<double>(seen) / static_cast<double>(s_.future);
   }
 
   EaSettings s_;
   int d_;
   RopeInfo rope_;
   double scale_;  // the dump's attn_scale; 0 = 1/sqrt(d)
+  int window_;    // the layer's sliding window; 0 = none
   std::vector<Eigen::VectorXd> sum_;
   std::vector<Eigen::MatrixXd> second_;
   long long count_ = 0;  // queries per head in the statistics
