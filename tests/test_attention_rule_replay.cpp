@@ -11,55 +11,22 @@
 #include "kvlab/compressors/registry.hpp"
 #include "kvlab/io/synth.hpp"
 #include "kvlab/replay/replay_block.hpp"
+#include "synth_layer_fixture.hpp"
 #include "test_support.hpp"
 
 using namespace kvlab;
 
 namespace {
 
-struct Layer {
-  DumpInfo info;
-  LayerData data;
-  Layer() {
-    SynthOptions o;
-    o.preset = "tiny";
-    o.seq_len = 256;
-    o.prompt_len = 96;
-    o.seed = 5;
-    const SynthOptions opts = resolve_synth_options(o);
-    info = synth_info(opts);
-    data = synth_layer(opts, 1, 1);
-  }
-};
-
-const Layer& layer() {
-  static const Layer l;
+const test::SynthLayerFixture& layer() {
+  static const test::SynthLayerFixture l(256, 96, 5);
   return l;
 }
 
 std::vector<BlockResult> replay(const Compressor& c, const AttentionRule& rule, bool incremental) {
-  const Layer& l = layer();
-  const int g = l.info.group_size();
-  BlockContext ctx;
-  ctx.layer = 1;
-  ctx.num_layers = l.info.num_layers;
-  ctx.num_kv_heads = l.info.num_kv_heads;
-  ctx.head_dim = l.info.head_dim;
-  ctx.group_size = g;
-  ctx.prompt_len = l.info.prompt_len;
-  ctx.max_tokens = l.info.seq_len;
-  ctx.rope = l.info.rope;
-  ctx.attention = rule;
-  ctx.calibration = c.calibrate(LayerView{l.data.keys, l.data.values, l.data.queries}, ctx);
-  UnitInput in;
-  in.layer = 1;
-  in.prompt_len = l.info.prompt_len;
-  in.decode_steps = l.info.seq_len - l.info.prompt_len;
-  in.attention = rule;
-  for (int h = 0; h < l.info.num_kv_heads; ++h)
-    in.heads.push_back(HeadInput{l.data.keys[static_cast<std::size_t>(h)], l.data.values[static_cast<std::size_t>(h)],
-                                 std::span<const Matrix>(l.data.queries).subspan(static_cast<std::size_t>(h * g),
-                                                                                 static_cast<std::size_t>(g))});
+  const test::SynthLayerFixture& l = layer();
+  const BlockContext ctx = l.context(c, 0, rule);
+  const UnitInput in = l.unit(rule);
   const auto state = make_layer_state(c, ctx, 0, l.info.num_kv_heads);
   LayerCacheState* states[] = {state.get()};
   std::vector<UnitResult> r = replay_units(states, in, evaluation_steps(in.decode_steps, 3), UnitSettings{true, incremental});

@@ -14,57 +14,26 @@
 #include "kvlab/io/synth.hpp"
 #include "kvlab/compressors/layer_state.hpp"
 #include "kvlab/replay/replay_block.hpp"
+#include "synth_layer_fixture.hpp"
 
 using namespace kvlab;
 
 namespace {
 
-struct Fixture {
-  SynthOptions opts;
-  DumpInfo info;
-  LayerData layer;
-  Fixture() {
-    SynthOptions o;
-    o.preset = "tiny";
-    o.seq_len = 192;
-    o.prompt_len = 96;
-    o.seed = 5;
-    opts = resolve_synth_options(o);
-    info = synth_info(opts);
-    layer = synth_layer(opts, 1, 1);
-  }
-};
+using Fixture = test::SynthLayerFixture;
 
 const Fixture& fixture() {
-  static const Fixture f;
+  static const Fixture f(192, 96, 5);
   return f;
 }
 
 std::vector<BlockResult> replay_all_heads(const Compressor& c, std::uint64_t seed = 0, int eval_every = 16) {
   const Fixture& f = fixture();
-  BlockContext base;
-  base.layer = 1;
-  base.num_layers = f.info.num_layers;
-  base.num_kv_heads = f.info.num_kv_heads;
-  base.head_dim = f.info.head_dim;
-  base.group_size = f.info.group_size();
-  base.prompt_len = f.info.prompt_len;
-  base.max_tokens = f.info.seq_len;
-  base.seed = seed;
-  base.rope = f.info.rope;
-  base.calibration = c.calibrate(LayerView{f.layer.keys, f.layer.values, f.layer.queries}, base);
-  const int g = f.info.group_size();
+  const BlockContext base = f.context(c, seed);
   const std::vector<int> steps = evaluation_steps(f.info.seq_len - f.info.prompt_len, eval_every);
   // All kv heads through one LayerCacheState: a layer-scoped compressor's own,
   // or per-head states of a block-scoped one — the suite covers both kinds.
-  UnitInput in;
-  in.layer = base.layer;
-  in.prompt_len = f.info.prompt_len;
-  in.decode_steps = f.info.seq_len - f.info.prompt_len;
-  for (int h = 0; h < f.info.num_kv_heads; ++h)
-    in.heads.push_back(HeadInput{f.layer.keys[static_cast<std::size_t>(h)], f.layer.values[static_cast<std::size_t>(h)],
-                                 std::span<const Matrix>(f.layer.queries).subspan(static_cast<std::size_t>(h * g),
-                                                                                  static_cast<std::size_t>(g))});
+  const UnitInput in = f.unit();
   const auto state = make_layer_state(c, base, 0, f.info.num_kv_heads);
   return replay_unit(*state, in, steps, true);
 }

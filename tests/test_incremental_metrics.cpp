@@ -13,29 +13,17 @@
 #include "kvlab/metrics/tensor_error_tracker.hpp"
 #include "kvlab/replay/reference_chunk.hpp"
 #include "kvlab/replay/replay_block.hpp"
+#include "synth_layer_fixture.hpp"
 #include "test_support.hpp"
 
 using namespace kvlab;
 
 namespace {
 
-struct Fixture {
-  DumpInfo info;
-  LayerData layer;
-  Fixture() {
-    SynthOptions o;
-    o.preset = "tiny";
-    o.seq_len = 256;
-    o.prompt_len = 96;
-    o.seed = 11;
-    const SynthOptions opts = resolve_synth_options(o);
-    info = synth_info(opts);
-    layer = synth_layer(opts, 1, 1);
-  }
-};
+using Fixture = test::SynthLayerFixture;
 
 const Fixture& fixture() {
-  static const Fixture f;
+  static const Fixture f(256, 96, 11);
   return f;
 }
 
@@ -53,34 +41,9 @@ std::vector<std::string> every_spec() {
   return specs;
 }
 
-BlockContext layer_context(const Compressor& c) {
-  const Fixture& f = fixture();
-  BlockContext base;
-  base.layer = 1;
-  base.num_layers = f.info.num_layers;
-  base.num_kv_heads = f.info.num_kv_heads;
-  base.head_dim = f.info.head_dim;
-  base.group_size = f.info.group_size();
-  base.prompt_len = f.info.prompt_len;
-  base.max_tokens = f.info.seq_len;
-  base.rope = f.info.rope;
-  base.calibration = c.calibrate(LayerView{f.layer.keys, f.layer.values, f.layer.queries}, base);
-  return base;
-}
+BlockContext layer_context(const Compressor& c) { return fixture().context(c); }
 
-UnitInput layer_input() {
-  const Fixture& f = fixture();
-  const int g = f.info.group_size();
-  UnitInput in;
-  in.layer = 1;
-  in.prompt_len = f.info.prompt_len;
-  in.decode_steps = f.info.seq_len - f.info.prompt_len;
-  for (int h = 0; h < f.info.num_kv_heads; ++h)
-    in.heads.push_back(HeadInput{f.layer.keys[static_cast<std::size_t>(h)], f.layer.values[static_cast<std::size_t>(h)],
-                                 std::span<const Matrix>(f.layer.queries).subspan(static_cast<std::size_t>(h * g),
-                                                                                  static_cast<std::size_t>(g))});
-  return in;
-}
+UnitInput layer_input() { return fixture().unit(); }
 
 bool listed(const RowRanges& ranges, int row) {
   for (const RowRange& r : ranges)
